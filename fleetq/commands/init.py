@@ -1,0 +1,36 @@
+"""`fleetq init` and `fleetq join`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import initfleet, output
+from ..context import AppContext, pass_app
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--remote", metavar="URL", help="Use this remote (empty: push a new fleet to it; a fleet: adopt it).")
+@click.option("--machine", "machine", metavar="NAME", help="This machine's name in the fleet.")
+@pass_app
+def init(app: AppContext, directory: Path, remote: str | None, machine: str | None) -> None:
+    """Make a fleet clone at DIRECTORY (with no --remote, a local bare repo is its origin)."""
+    fleet, url = initfleet.init(directory, remote, machine or app.machine)
+    output.info(f"fleet ready at {fleet.root} (machine {fleet.machine})")
+    output.info(f"origin: {url}")
+    output.info(f"next: fleetq --fleet {fleet.root} assign 'say hello' --set script='echo hello'; fleetq work --once")
+
+
+@click.command()
+@click.argument("url")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--machine", "machine", metavar="NAME", help="This machine's name in the fleet.")
+@pass_app
+def join(app: AppContext, url: str, directory: Path, machine: str | None) -> None:
+    """Clone the fleet at URL into DIRECTORY and register this machine."""
+    fleet = initfleet.join(url, directory, machine or app.machine)
+    output.info(f"joined {url} at {fleet.root} as {fleet.machine}")
+
+
+commands = [init, join]

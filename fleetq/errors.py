@@ -1,0 +1,54 @@
+"""The one base exception: every expected failure is a FleetqError.
+
+The CLI turns it into one readable line and its exit code (see ``cli.main``);
+the worker logs it and moves on.
+"""
+from __future__ import annotations
+
+
+class FleetqError(Exception):
+    """A failure the user can understand and act on."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(FleetqError):
+    """Bad arguments or input given to a command."""
+
+    exit_code = 2
+
+
+class InvalidTask(FleetqError):
+    """A task file or task data that does not validate."""
+
+
+class NotFound(FleetqError):
+    """No task, machine or fleet by that name."""
+
+
+class Ambiguous(UsageError):
+    """A short id prefix that names more than one task."""
+
+
+class RemoteError(FleetqError):
+    """The remote cannot be reached, or refused a push for a reason other than a race."""
+
+    exit_code = 3
+
+
+class Conflict(FleetqError):
+    """A transition lost its race too many times, or is no longer legal."""
+
+    exit_code = 4
+
+
+class Reported(FleetqError):
+    """The command already printed what went wrong; just exit non-zero."""
+
+    def __init__(self, exit_code: int = 1) -> None:
+        super().__init__("", exit_code=exit_code)

@@ -1,0 +1,382 @@
+"""Every git call fleetq makes lives here.
+
+Objects (blobs, trees, commits) are built in-process through gitpython's object
+database; only the network legs (fetch, push, ls-remote) and a few porcelain
+conveniences run ``git`` as a subprocess. The claim path never touches a working
+tree: a person's checkout is moved forward only when it is clean.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+from git.objects.fun import tree_entries_from_data, tree_to_stream
+from gitdb.base import IStream
+
+from .errors import FleetqError, RemoteError
+
+BRANCH = "main"
+REMOTE = "origin"
+TRACKING = f"refs/remotes/{REMOTE}/{BRANCH}"
+MACHINE_REFS = "refs/fleetq/machines"
+TREE_MODE = 0o40000
+BLOB_MODE = 0o100644
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+_REMOTE_DOWN = re.compile(
+    r"could not read from remote|does not appear to be a git repository|unable to access|"
+    r"could not resolve host|connection (refused|timed out|closed)|no such file or directory|"
+    r"not a git repository|network is unreachable|broken pipe|early eof|hung up",
+    re.I,
+)
+
+
+class PushRejected(Exception):
+    """The remote moved under us: a lost compare-and-swap. Fetch and try again."""
+
+
+class HookRejected(RemoteError):
+    """A server-side hook refused the push: retrying will not help."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    is_tree: bool
+    sha: str
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    sha: str
+    author: str
+    email: str
+    when: str
+    message: str
+    files: tuple[tuple[str, str, str], ...]  # (status, old path, new path)
+
+
+class GitRepo:
+    """One local clone of the fleet repo."""
+
+    def __init__(self, path: Path | str) -> None:
+        try:
+            self.repo = git.Repo(str(path))
+        except (InvalidGitRepositoryError, NoSuchPathError):
+            raise FleetqError(f"{path} is not a git clone of a fleet") from None
+        self.path = Path(self.repo.working_tree_dir or path)
+        self.git_dir = Path(self.repo.git_dir)
+        self._identity: tuple[str, str] | None = None
+        self._trees: dict[str, list[Entry]] = {}
+
+    # -- subprocess plumbing --
+    def _run(self, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+        kw: dict = {"with_extended_output": True, "with_exceptions": False}
+        if env:
+            kw["env"] = dict(env)
+        status, out, err = self.repo.git.execute(["git", *args], **kw)
+        return status, out, err
+
+    def _check(self, *args: str, what: str, remote: bool = False) -> str:
+        status, out, err = self._run(*args)
+        if status != 0:
+            msg = _one_line(err or out)
+            if remote:
+                raise RemoteError(f"{what}: the remote did not answer: {msg}")
+            raise FleetqError(f"{what}: {msg}")
+        return out
+
+    # -- config --
+    def config_get(self, key: str) -> str | None:
+        status, out, _ = self._run("config", "--get", key)
+        return out.strip() if status == 0 and out.strip() else None
+
+    def config_set(self, key: str, value: str) -> None:
+        self._check("config", key, value, what=f"git config {key}")
+
+    def remote_url(self) -> str | None:
+        return self.config_get(f"remote.{REMOTE}.url")
+
+    def identity(self, fallback: str) -> tuple[str, str]:
+        """(name, email) for commits: the user's git identity, else the machine's."""
+        if self._identity is None:
+            name = os.environ.get("GIT_AUTHOR_NAME") or self.config_get("user.name")
+            email = os.environ.get("GIT_AUTHOR_EMAIL") or self.config_get("user.email")
+            self._identity = (name or f"fleetq@{fallback}", email or f"fleetq@{fallback}")
+        return self._identity
+
+    # -- network legs --
+    def fetch(self, *, machines: bool = False) -> str | None:
+        """Fetch the remote's main (and, if asked, the heartbeat refs); return main's sha."""
+        specs = [f"+refs/heads/{BRANCH}:{TRACKING}"]
+        if machines:
+            specs.append(f"+{MACHINE_REFS}/*:{MACHINE_REFS}/*")
+        status, _, err = self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", REMOTE, *specs)
+        if status != 0:
+            if "couldn't find remote ref" in err:
+                return None
+            raise RemoteError(f"cannot fetch from {self.remote_url()}: {_one_line(err)}")
+        return self.rev(TRACKING)
+
+    def ls_remote_head(self) -> str | None:
+        """The remote's main without fetching objects (the worker's cheap wake-up check)."""
+        status, out, err = self._run("ls-remote", REMOTE, f"refs/heads/{BRANCH}")
+        if status != 0:
+            raise RemoteError(f"cannot reach {self.remote_url()}: {_one_line(err)}")
+        line = out.strip().split()
+        return line[0] if line else None
+
+    def push(self, sha: str, ref: str = f"refs/heads/{BRANCH}", *, force: bool = False) -> None:
+        """Push ``sha`` to ``ref`` as a compare-and-swap.
+
+        Raises PushRejected when the remote moved (any form: non-fast-forward,
+        fetch first, cannot lock ref, stale info), HookRejected when a server hook
+        declined, RemoteError when the remote cannot be reached.
+        """
+        spec = f"{'+' if force else ''}{sha}:{ref}"
+        status, out, err = self._run("push", "--porcelain", "--quiet", REMOTE, spec)
+        if status == 0:
+            return
+        text = f"{out}\n{err}"
+        if "hook declined" in text:
+            raise HookRejected(_hook_message(err) or "the remote's hook refused the push")
+        if any(line.startswith("!") for line in out.splitlines()):
+            raise PushRejected(_one_line(text))
+        if _REMOTE_DOWN.search(text) or status == 128:
+            raise RemoteError(f"cannot push to {self.remote_url()}: {_one_line(err or out)}")
+        raise PushRejected(_one_line(text))
+
+    def push_refs(self, refspecs: list[str]) -> None:
+        status, out, err = self._run("push", "--porcelain", "--quiet", REMOTE, *refspecs)
+        if status != 0:
+            raise RemoteError(f"cannot push to {self.remote_url()}: {_one_line(err or out)}")
+
+    # -- refs and history --
+    def rev(self, ref: str) -> str | None:
+        try:
+            return self.repo.rev_parse(ref).hexsha
+        except (git.BadName, ValueError, GitCommandError):
+            return None
+
+    def set_ref(self, ref: str, sha: str) -> None:
+        self._check("update-ref", ref, sha, what=f"update {ref}")
+
+    def refs_under(self, prefix: str) -> dict[str, str]:
+        status, out, _ = self._run("for-each-ref", "--format=%(objectname) %(refname)", prefix)
+        refs: dict[str, str] = {}
+        if status == 0:
+            for line in out.splitlines():
+                sha, _, name = line.partition(" ")
+                refs[name] = sha
+        return refs
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        status, _, _ = self._run("merge-base", "--is-ancestor", old, new)
+        return status == 0
+
+    def log(self, paths: list[str], *, rev: str = TRACKING, grep: str | None = None) -> list[LogEntry]:
+        """Commits touching ``paths`` (pathspecs), oldest first, with their file changes."""
+        args = ["log", "--reverse", "--no-renames", "--name-status", "--format=%x00%H%x1f%an%x1f%ae%x1f%aI%x1f%B%x1e", rev]
+        if grep:
+            args[1:1] = ["--grep", grep]
+        args += ["--", *paths]
+        status, out, err = self._run(*args)
+        if status != 0:
+            raise FleetqError(f"git log: {_one_line(err)}")
+        entries = []
+        for chunk in out.split("\x00")[1:]:
+            head, _, files = chunk.partition("\x1e")
+            sha, author, email, when, message = head.split("\x1f", 4)
+            changes = []
+            for line in files.strip().splitlines():
+                parts = line.split("\t")
+                if len(parts) == 2:
+                    changes.append((parts[0], parts[1], parts[1]))
+            entries.append(LogEntry(sha, author, email, when, message.strip(), tuple(changes)))
+        return entries
+
+    # -- reading objects --
+    def read_blob(self, sha: str) -> bytes:
+        return self.repo.odb.stream(bytes.fromhex(sha)).read()
+
+    def tree_of(self, commit: str) -> str:
+        data = self.repo.odb.stream(bytes.fromhex(commit)).read()
+        first = data.split(b"\n", 1)[0]
+        if not first.startswith(b"tree "):
+            raise FleetqError(f"{commit} is not a commit")
+        return first[5:].decode()
+
+    def entries(self, tree: str) -> list[Entry]:
+        """A tree's entries; trees are immutable, so they are cached by sha."""
+        hit = self._trees.get(tree)
+        if hit is not None:
+            return hit
+        data = self.repo.odb.stream(bytes.fromhex(tree)).read()
+        found = [Entry(name, mode == TREE_MODE, binsha.hex()) for binsha, mode, name in tree_entries_from_data(data)]
+        if len(self._trees) > 4096:
+            self._trees.clear()
+        self._trees[tree] = found
+        return found
+
+    def lookup(self, tree: str, path: str) -> Entry | None:
+        """The entry at ``path`` below ``tree``, or None."""
+        cur = Entry("", True, tree)
+        for part in [p for p in path.split("/") if p]:
+            if not cur.is_tree:
+                return None
+            cur = next((e for e in self.entries(cur.sha) if e.name == part), None)  # type: ignore[assignment]
+            if cur is None:
+                return None
+        return cur
+
+    def walk_blobs(self, tree: str, prefix: str = "") -> Iterator[tuple[str, str]]:
+        """(path, blob sha) for every file below ``tree``."""
+        for e in self.entries(tree):
+            p = f"{prefix}{e.name}"
+            if e.is_tree:
+                yield from self.walk_blobs(e.sha, p + "/")
+            else:
+                yield p, e.sha
+
+    # -- writing objects --
+    def _store(self, kind: bytes, data: bytes) -> str:
+        return self.repo.odb.store(IStream(kind, len(data), io.BytesIO(data))).hexsha.decode()
+
+    def write_blob(self, data: bytes) -> str:
+        return self._store(b"blob", data)
+
+    def write_tree(self, entries: list[Entry]) -> str:
+        ordered = sorted(entries, key=lambda e: e.name + ("/" if e.is_tree else ""))
+        buf = io.BytesIO()
+        tree_to_stream(
+            [(bytes.fromhex(e.sha), TREE_MODE if e.is_tree else BLOB_MODE, e.name) for e in ordered], buf.write
+        )
+        return self._store(b"tree", buf.getvalue())
+
+    def apply(self, tree: str | None, changes: Mapping[str, bytes | None]) -> str:
+        """A new tree: ``tree`` with each path set to new bytes, or removed for None.
+
+        Only the subtrees on changed paths are rewritten; empty directories vanish.
+        """
+        nested: dict[str, dict] = {}
+        for path, data in changes.items():
+            node = nested
+            parts = path.split("/")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise FleetqError(f"{path}: a file stands where a directory should")
+            node[parts[-1]] = data
+        return self._apply(tree, nested) or EMPTY_TREE
+
+    def _apply(self, tree: str | None, nested: dict) -> str | None:
+        current = {e.name: e for e in self.entries(tree)} if tree else {}
+        for name, change in nested.items():
+            if isinstance(change, dict):
+                old = current.get(name)
+                sub = self._apply(old.sha if old is not None and old.is_tree else None, change)
+                if sub is None:
+                    current.pop(name, None)
+                else:
+                    current[name] = Entry(name, True, sub)
+            elif change is None:
+                current.pop(name, None)
+            else:
+                current[name] = Entry(name, False, self.write_blob(change))
+        if not current:
+            return None
+        return self.write_tree(list(current.values()))
+
+    def commit(self, tree: str, parents: list[str], message: str, machine: str, *, when: float | None = None) -> str:
+        name, email = self.identity(machine)
+        stamp = f"{int(when if when is not None else time.time())} +0000"
+        lines = [f"tree {tree}"] + [f"parent {p}" for p in parents]
+        lines += [f"author {name} <{email}> {stamp}", f"committer {name} <{email}> {stamp}", "", message]
+        text = "\n".join(lines)
+        if not text.endswith("\n"):
+            text += "\n"
+        return self._store(b"commit", text.encode("utf-8"))
+
+    def commit_signed(self, tree: str, parents: list[str], message: str) -> str:
+        """A commit made by ``git commit-tree -S`` (the user's signing set-up)."""
+        args = ["commit-tree", "-S", tree]
+        for p in parents:
+            args += ["-p", p]
+        args += ["-m", message]
+        return self._check(*args, what="sign the commit").strip()
+
+    # -- the person's checkout --
+    def fast_forward_checkout(self) -> bool:
+        """Move the checked-out main to the tracking ref, only when that loses nothing."""
+        if self.repo.bare:
+            return False
+        status, head_ref, _ = self._run("symbolic-ref", "-q", "HEAD")
+        if status != 0 or head_ref.strip() != f"refs/heads/{BRANCH}":
+            return False
+        target = self.rev(TRACKING)
+        head = self.rev("HEAD")
+        if target is None or head == target:
+            return head == target
+        if head is not None and not self.is_ancestor(head, target):
+            return False
+        status, out, _ = self._run("status", "--porcelain", "--untracked-files=no")
+        if status != 0 or out.strip():
+            return False
+        if head is None:
+            status, _, _ = self._run("reset", "--keep", "-q", target)
+        else:
+            status, _, _ = self._run("merge", "--ff-only", "-q", target)
+        return status == 0
+
+
+def init_bare(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    git.Repo.init(str(path), bare=True, initial_branch=BRANCH)
+    r = git.Repo(str(path))
+    with r.config_writer() as cw:
+        cw.set_value("receive", "denyNonFastForwards", "true")
+        cw.set_value("receive", "denyDeletes", "true")
+        cw.set_value("gc", "auto", "0")
+        cw.set_value("receive", "autogc", "false")
+        cw.set_value("core", "logAllRefUpdates", "true")
+
+
+def init_clone(path: Path, url: str) -> GitRepo:
+    """A new local repo at ``path`` with ``url`` as origin, nothing fetched yet."""
+    path.mkdir(parents=True, exist_ok=True)
+    git.Repo.init(str(path), initial_branch=BRANCH)
+    r = GitRepo(path)
+    r._check("remote", "add", REMOTE, url, what="add remote")
+    return r
+
+
+def checkout_tracking(repo: GitRepo) -> None:
+    """Point main at the tracking ref and check it out (a fresh clone's first checkout)."""
+    repo._check("checkout", "-q", "-B", BRANCH, TRACKING, what="checkout")
+    repo._check("branch", "-q", f"--set-upstream-to={REMOTE}/{BRANCH}", BRANCH, what="set upstream")
+
+
+def find_worktree_root(start: Path) -> Path | None:
+    """The top of the git work tree containing ``start``, or None."""
+    try:
+        r = git.Repo(str(start), search_parent_directories=True)
+    except (InvalidGitRepositoryError, NoSuchPathError):
+        return None
+    return Path(r.working_tree_dir) if r.working_tree_dir else None
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip() and not ln.startswith("To ") and ln.strip() != "Done"]
+    return (lines[-1] if lines else "unknown error")[:300]
+
+
+def _hook_message(err: str) -> str:
+    msgs = [ln[len("remote:"):].strip() for ln in err.splitlines() if ln.startswith("remote:")]
+    return "; ".join(m for m in msgs if m)[:1000]

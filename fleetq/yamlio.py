@@ -1,0 +1,161 @@
+"""Every YAML read and write in fleetq goes through this module.
+
+Two loaders: a round-trip one (ruamel) for files fleetq edits, so a person's
+comments and key order survive every transition, and a safe one that returns
+plain Python data for fast listing. Both refuse input that is too large, not
+UTF-8, or that uses aliases beyond a small bound (alias bombs).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import io
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.events import AliasEvent
+
+from .errors import FleetqError
+
+MAX_BYTES = 1024 * 1024
+MAX_ALIASES = 64
+
+
+class YamlError(FleetqError):
+    """A YAML document that cannot be read."""
+
+
+def _rt() -> YAML:
+    y = YAML()
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+_RT = _rt()
+_SAFE = YAML(typ="safe", pure=True)
+
+
+def _text(data: bytes | str, where: str) -> str:
+    if isinstance(data, bytes):
+        if len(data) > MAX_BYTES:
+            raise YamlError(f"{where}: file is {len(data)} bytes, over the {MAX_BYTES} byte limit")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise YamlError(f"{where}: not UTF-8 text (byte {e.start})") from None
+    if len(data) > MAX_BYTES:
+        raise YamlError(f"{where}: file is over the {MAX_BYTES} byte limit")
+    return data
+
+
+def _check_aliases(text: str, where: str) -> None:
+    if "*" not in text:
+        return
+    try:
+        n = sum(1 for ev in _SAFE.parse(text) if isinstance(ev, AliasEvent))
+    except YAMLError as e:
+        raise YamlError(f"{where}: {_brief(e)}") from None
+    if n > MAX_ALIASES:
+        raise YamlError(f"{where}: {n} YAML aliases (limit {MAX_ALIASES}); refusing a possible alias bomb")
+
+
+def _brief(e: Exception) -> str:
+    msg = " ".join(str(e).split())
+    return msg[:300]
+
+
+def _load(loader: YAML, data: bytes | str, where: str) -> Any:
+    text = _text(data, where)
+    _check_aliases(text, where)
+    try:
+        return loader.load(text)
+    except YAMLError as e:
+        raise YamlError(f"{where}: invalid YAML: {_brief(e)}") from None
+    except (ValueError, TypeError, RecursionError) as e:
+        raise YamlError(f"{where}: invalid YAML: {_brief(e)}") from None
+
+
+def load_rt(data: bytes | str, where: str = "<yaml>") -> Any:
+    """Round-trip load: the result keeps comments and order for ``dump_rt``."""
+    return _load(_RT, data, where)
+
+
+def load_safe(data: bytes | str, where: str = "<yaml>") -> Any:
+    """Plain-data load (dicts, lists, scalars), for reading only."""
+    return _load(_SAFE, data, where)
+
+
+def dump_rt(data: Any) -> str:
+    buf = io.StringIO()
+    _RT.dump(data, buf)
+    return buf.getvalue()
+
+
+def dump_plain(data: Any) -> str:
+    """Dump plain data in block style (used for new files and heartbeat blobs)."""
+    return dump_rt(to_rt(data))
+
+
+def to_rt(obj: Any) -> Any:
+    """Plain data -> ruamel round-trip containers, so it can sit inside a loaded doc."""
+    if isinstance(obj, CommentedMap | CommentedSeq):
+        return obj
+    if isinstance(obj, dict):
+        m = CommentedMap()
+        for k, v in obj.items():
+            m[k] = to_rt(v)
+        return m
+    if isinstance(obj, list | tuple):
+        return CommentedSeq(to_rt(v) for v in obj)
+    return obj
+
+
+def to_plain(obj: Any) -> Any:
+    """ruamel containers and scalars -> plain dict/list/str/int/float/bool/None."""
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, _dt.datetime):
+        if obj.tzinfo is None:
+            obj = obj.replace(tzinfo=_dt.timezone.utc)
+        return obj.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(obj, _dt.date):
+        return obj.isoformat()
+    if isinstance(obj, bool) or obj is None:
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    return str(obj)
+
+
+def read_file(path: Path, *, rt: bool = False) -> Any:
+    """Load a YAML file; a missing file is ``None``."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise YamlError(f"{path}: cannot read: {e.strerror}") from None
+    return (load_rt if rt else load_safe)(data, str(path))
+
+
+def write_file(path: Path, data: Any) -> None:
+    """Write YAML atomically (temp file + rename), so a full disk never leaves half a file."""
+    text = dump_rt(data) if isinstance(data, CommentedMap | CommentedSeq) else dump_plain(data)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise FleetqError(f"{path}: cannot write: {e.strerror}") from None

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="fleetq",
+    version="0.1.0",
+    description="Run AI coding agents and build/test jobs across a small fleet of machines, with a git repo as the queue.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # Top-level handlers/, config/ and hooks/ (DESIGN.md §6) ship inside the package.
+    packages=["fleetq", "fleetq.commands", "fleetq.handlers", "fleetq.skeleton.config", "fleetq.skeleton.hooks"],
+    package_dir={
+        "fleetq.handlers": "handlers",
+        "fleetq.skeleton.config": "config",
+        "fleetq.skeleton.hooks": "hooks",
+    },
+    package_data={"fleetq.skeleton.config": ["*.yaml", "*.service", "*.plist", "*.cron"], "fleetq.skeleton.hooks": ["*"]},
+    install_requires=[
+        "GitPython>=3.1.40",
+        "watchdog>=4.0",
+        "ruamel.yaml>=0.18",
+        "click>=8.1",
+        "tabulate>=0.9",
+        "filelock>=3.12",
+        "psutil>=5.9",  # CPU, memory and load for heartbeats and placement
+        "cronsim>=2.5",  # cron expressions for schedules (small, no dependencies, DST-correct)
+    ],
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2.2", "hypothesis>=6.100"]},
+    entry_points={"console_scripts": ["fleetq=fleetq.cli:main"]},
+)
