@@ -12,7 +12,7 @@ from .errors import FleetqError
 
 # One module per command group under fleetq/commands; each exports `commands`.
 COMMAND_MODULES = (
-    "init", "assign", "queue", "resolve", "validate", "agent",
+    "init", "assign", "queue", "resolve", "validate", "work", "schedule", "agent",
 )
 
 

@@ -313,6 +313,11 @@ class GitRepo:
         return self._check(*args, what="sign the commit").strip()
 
     # -- the person's checkout --
+    def untracked(self, under: str) -> list[str]:
+        """Files below ``under`` that git does not track and does not ignore."""
+        status, out, _ = self._run("ls-files", "--others", "--exclude-standard", "--", under)
+        return [ln for ln in out.splitlines() if ln.strip()] if status == 0 else []
+
     def fast_forward_checkout(self) -> bool:
         """Move the checked-out main to the tracking ref, only when that loses nothing."""
         if self.repo.bare:

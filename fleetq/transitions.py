@@ -79,21 +79,22 @@ def create(fleet: Fleet, datas: list[dict[str, Any]], *, sign: bool = False) -> 
     return ids
 
 
-def create_if_absent(fleet: Fleet, data: dict[str, Any]) -> bool:
-    """Create a task unless its id exists (schedules: a derived id makes a fire happen once)."""
+def create_raw(fleet: Fleet, task_id: str, raw: bytes) -> bool:
+    """Queue a task file as written (a person's bytes, comments and all) unless its id exists."""
 
     def plan(snap: Snapshot) -> Plan | None:
-        if snap.exists(data["id"]):
+        if snap.exists(task_id):
             return None
-        return Plan(
-            changes={states.task_path(PENDING, data["id"]): taskmod.render_new(data)},
-            subject=_subject("add", [data["id"]]),
-            trailers=trail(data["id"], "new", PENDING),
-            value=True,
-        )
+        return Plan(changes={states.task_path(PENDING, task_id): raw}, subject=_subject("add", [task_id]),
+                    trailers=trail(task_id, "new", PENDING), value=True)
 
     landed = transact(fleet, plan)
     return bool(landed and landed.value)
+
+
+def create_if_absent(fleet: Fleet, data: dict[str, Any]) -> bool:
+    """Create a task unless its id exists (schedules: a derived id makes a fire happen once)."""
+    return create_raw(fleet, data["id"], taskmod.render_new(data))
 
 
 # -- claim --
@@ -239,19 +240,23 @@ def cancel(fleet: Fleet, given: list[str], reason: str | None = None) -> list[tu
     return _each(fleet, given, "cancel", edit)
 
 
-def handback_plan(snap: Snapshot, ids: Iterable[str], machine: str, why: str, now: dt.datetime,
-                  *, only_machine: str | None = None) -> Plan:
-    """Claimed tasks -> pending (or failed when attempts are spent)."""
+def handback_plan(snap: Snapshot, expected: dict[str, tuple[str | None, int | None]], machine: str, why: str,
+                  now: dt.datetime, *, spend: bool = True) -> Plan:
+    """Claimed tasks -> pending (or failed when attempts are spent and ``spend``).
+
+    ``expected`` maps each task id to the (machine, attempt) of the claim being
+    handed back; a task claimed anew since (another attempt) is left alone.
+    """
     p = Plan(value=[])
-    for tid in ids:
+    for tid, (by, attempt) in expected.items():
         found = [r for r in snap.locate(tid) if r.loc.state == CLAIMED]
         if not found:
             continue
         t = snap.load(found[0])
-        if only_machine and t.claim.get("machine") != only_machine:
+        if (by and t.claim.get("machine") != by) or (attempt and t.claim.get("attempt") != attempt):
             continue
         note = _note(t, f"{why} (attempt {t.attempts} on {t.claim.get('machine')})", machine, now)
-        if t.attempts >= t.max_attempts:
+        if spend and t.attempts >= t.max_attempts:
             dst, fields = FAILED, {"notes": note, "result": {**t.result, "error": f"{why}; {t.attempts} attempts spent"}}
         else:
             dst, fields = PENDING, {"notes": note, "claim": None}

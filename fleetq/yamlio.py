@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ def _rt() -> YAML:
 
 _RT = _rt()
 _SAFE = YAML(typ="safe", pure=True)
+_LOCK = threading.RLock()  # ruamel's YAML objects are not thread-safe; the worker reads and writes from threads
 
 
 def _text(data: bytes | str, where: str) -> str:
@@ -56,7 +58,8 @@ def _check_aliases(text: str, where: str) -> None:
     if "*" not in text:
         return
     try:
-        n = sum(1 for ev in _SAFE.parse(text) if isinstance(ev, AliasEvent))
+        with _LOCK:
+            n = sum(1 for ev in _SAFE.parse(text) if isinstance(ev, AliasEvent))
     except YAMLError as e:
         raise YamlError(f"{where}: {_brief(e)}") from None
     if n > MAX_ALIASES:
@@ -72,7 +75,8 @@ def _load(loader: YAML, data: bytes | str, where: str) -> Any:
     text = _text(data, where)
     _check_aliases(text, where)
     try:
-        return loader.load(text)
+        with _LOCK:
+            return loader.load(text)
     except YAMLError as e:
         raise YamlError(f"{where}: invalid YAML: {_brief(e)}") from None
     except (ValueError, TypeError, RecursionError) as e:
@@ -91,7 +95,8 @@ def load_safe(data: bytes | str, where: str = "<yaml>") -> Any:
 
 def dump_rt(data: Any) -> str:
     buf = io.StringIO()
-    _RT.dump(data, buf)
+    with _LOCK:
+        _RT.dump(data, buf)
     return buf.getvalue()
 
 

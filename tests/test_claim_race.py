@@ -108,7 +108,7 @@ def test_completion_is_fenced_by_attempt(fleets: Fleets) -> None:
     seat = Seat(MachineSpec("alpha", capabilities=["run_script"]))
     [t] = transitions.claim(f, seat, 1)
     # the claim is orphaned and handed back, then claimed again (attempt 2)
-    transitions.transact(f, lambda s: transitions.handback_plan(s, ["f000"], "alpha", "lease expired", now_utc()))
+    transitions.transact(f, lambda s: transitions.handback_plan(s, {"f000": ("alpha", 1)}, "alpha", "lease expired", now_utc()))
     [t2] = transitions.claim(f, seat, 1)
     assert t2.attempts == 2
     [late] = transitions.complete(f, [transitions.Completion("f000", 1, "done", {"exit_code": 0})])

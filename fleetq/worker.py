@@ -1,0 +1,492 @@
+"""`fleetq work`: the cron-style runner (DESIGN.md §5).
+
+One loop per machine. Each pass: report finished results, hand back orphans,
+claim up to the free slots, all in one commit and one push; heartbeat; fire
+due schedules. Runs happen in threads, each driving a supervised process tree.
+The loop wakes on a timer (a cheap ``ls-remote`` first), on watchdog events
+(the local remote's refs, files dropped into ``queue/pending/``), when a run
+ends, and at schedule fire times.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import agents as agentsmod, handlers_loader, schedules as schedmod, states, transitions, yamlio
+from .cas import Plan, transact
+from .config import FleetConfig
+from .errors import Conflict, FleetqError, RemoteError
+from .fleet import Fleet
+from .handlerapi import HandlerContext, HandlerResult
+from .heartbeat import Observer, beat, load_metrics
+from .journal import Journal
+from .matching import Seat
+from .reaper import find_orphans, reap_plan
+from .redact import redact_result
+from .snapshot import Problem, Snapshot
+from .states import CLAIMED, FAILED, NEEDS_HUMAN
+from .task import Task, now_utc
+
+log = logging.getLogger("fleetq.worker")
+
+
+@dataclass
+class Run:
+    task: Task
+    attempt: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.time)
+    thread: threading.Thread | None = None
+    handing_back: bool = False
+    why: str = ""
+
+
+class Worker:
+    def __init__(self, fleet: Fleet, *, slots: int | None = None, poll: float | None = None,
+                 lease: float | None = None, once: bool = False, burst: bool = False,
+                 heartbeat: float | None = None, grace: float | None = None, watch: bool = True) -> None:
+        self.fleet = fleet
+        self.once, self.burst, self.watch = once, burst, watch
+        self._opts = {"slots": slots, "poll": poll, "lease": lease, "heartbeat": heartbeat, "prefer_grace": grace}
+        self.journal = Journal(fleet.state_dir)
+        self.logs_dir = fleet.state_dir / "logs"
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.head_dir = fleet.state_dir / "head"  # committed handlers/ and config/agents.yaml, as of the head
+        self.observer = Observer(fleet)
+        self.running: dict[str, Run] = {}
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = False
+        self.handback = False
+        self.seq = 0
+        self.first_seen: dict[str, dt.datetime] = {}
+        self.last_beat = 0.0
+        self.last_reap = 0.0
+        self.last_checkout = 0.0
+        self.sched_state = fleet.state_dir / "schedules.yaml"
+        self.dropped = True  # scan queue/pending for dropped files on the first pass
+        self.reported_bad: set[str] = set()
+        self.cfg: FleetConfig | None = None
+        self.agents: dict[str, Any] = {}
+        self.installed: set[str] = set()
+        self._head_tree: str | None = None
+        self._observer_thread: Any = None
+        self.claimed_total = 0
+        self.idle = False
+        self.finished_total = 0
+
+    # -- settings: flag, else fleet config --
+    def setting(self, key: str) -> Any:
+        v = self._opts.get(key)
+        if v is not None:
+            return v
+        if key == "slots":
+            return self.cfg.machine(self.fleet.machine).slots if self.cfg else 2
+        return self.cfg.get(key) if self.cfg else None
+
+    # -- lifecycle --
+    def run(self) -> int:
+        self._install_signals()
+        self._start_watch()
+        log.info("worker %s starting on %s", self.fleet.machine, self.fleet.root)
+        try:
+            self._loop()
+        finally:
+            if self._observer_thread is not None:
+                self._observer_thread.stop()
+            self._beat(force=True)
+            self._refresh_checkout(force=True)
+        log.info("worker %s stopped (%d claimed, %d finished)", self.fleet.machine, self.claimed_total, self.finished_total)
+        return 0
+
+    def stop(self, *, hand_back: bool = False) -> None:
+        """Warm stop (finish running tasks), or with ``hand_back`` kill them and return them to pending."""
+        if self.stopping and not hand_back:
+            hand_back = True
+        self.stopping = True
+        if hand_back and not self.handback:
+            self.handback = True
+            with self.lock:
+                for r in self.running.values():
+                    r.handing_back = True
+                    r.cancel.set()
+        self.wake.set()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("signal %s: %s", signum, "handing running tasks back" if self.stopping else "finishing running tasks, then exiting")
+            self.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def _loop(self) -> None:
+        passes = 0
+        while True:
+            self.idle = False
+            try:
+                self.tick(claim=not (self.once and passes))
+            except RemoteError as e:
+                log.warning("remote unreachable: %s (results stay in the journal)", e)
+            except Conflict as e:
+                log.warning("%s", e)
+            except FleetqError as e:
+                log.error("%s", e)
+            passes += 1
+            with self.lock:
+                busy = bool(self.running)
+            if not busy and (self.stopping or (self.once and passes > 1) or (self.burst and self.idle)):
+                self._flush_quietly()
+                return
+            self.wake.wait(self._sleep_for())
+            self.wake.clear()
+
+    def _sleep_for(self) -> float:
+        poll = float(self.setting("poll") or 5)
+        hb = float(self.setting("heartbeat") or 10)
+        until_beat = max(0.05, self.last_beat + hb - time.time())
+        return max(0.05, min(poll, until_beat))
+
+    def _flush_quietly(self) -> None:
+        try:
+            if self.journal.pending():
+                self.tick(claim=False)
+        except FleetqError as e:
+            log.warning("could not report results yet: %s (kept in the journal)", e)
+
+    # -- one pass --
+    def tick(self, *, claim: bool = True) -> bool:
+        """One pass; True when it claimed or reported something."""
+        fleet = self.fleet
+        results = self.journal.pending()
+        free = 0 if (self.stopping or not claim) else max(0, int(self.setting("slots")) - len(self.running))
+        head = self._sync(force=bool(results) or free > 0 and self._busy_recently)
+        snap = Snapshot(fleet.repo, head)
+        self._refresh_head(snap)
+        self._check_running(snap)
+        if self.dropped:
+            self._take_dropped(snap)
+        self._fire_schedules(snap)
+        orphans = self._orphans(snap)
+        handbacks = self._handbacks()
+        if not (results or orphans or handbacks) and free == 0:
+            self._beat()
+            return False
+        with self.lock:
+            nothing_running = not self.running
+        seat = Seat(self.cfg.machine(fleet.machine), agents=self.installed, first_seen=self.first_seen)
+        problems: list[Problem] = []
+
+        def plan(s: Snapshot) -> Plan | None:
+            now = now_utc()
+            p = Plan(value=[])
+            self._note_sightings(s, now)
+            if results:
+                p.add(transitions.complete_plan(s, results, fleet.machine, now))
+            if handbacks:
+                p.add(transitions.handback_plan(s, handbacks, fleet.machine, "worker shut down", now, spend=False))
+            if orphans:
+                p.add(reap_plan(s, orphans, fleet.machine))
+            if free:
+                problems.clear()
+                c = transitions.claim_plan(s, seat, free, now=now, grace=float(self.setting("prefer_grace")),
+                                           machine=fleet.machine, problems=problems)
+                if c is not None:
+                    p.add(c)
+                    p.value = c.value
+            p.subject = _subject(fleet.machine, p.trailers)
+            return p
+
+        landed = transact(fleet, plan, fetch=False)
+        self._report_problems(problems)
+        for c in results:
+            self.journal.clear(c)
+            if c.status == "stale":
+                log.warning("result of %s attempt %d was stale (task moved on); kept as a note", c.task_id, c.attempt)
+        self.finished_total += len(results)
+        for tid in handbacks:
+            log.info("handed %s back to pending", tid)
+        claimed: list[Task] = landed.value if landed and landed.value else []
+        for t in claimed:
+            self._start(t)
+        self.claimed_total += len(claimed)
+        self._busy_recently = bool(claimed)
+        # Idle: it could claim, found nothing, had nothing to report and nothing was running.
+        self.idle = free > 0 and not claimed and not results and nothing_running
+        self._beat(force=bool(claimed))
+        self._refresh_checkout()
+        return bool(claimed or results)
+
+    def _refresh_checkout(self, *, force: bool = False) -> None:
+        """Keep the person's checkout current when it is clean (throttled: it costs a few git calls)."""
+        if not force and time.time() - self.last_checkout < 10:
+            return
+        self.last_checkout = time.time()
+        try:
+            self.fleet.refresh_checkout()
+        except FleetqError as e:
+            log.debug("checkout not refreshed: %s", e)
+
+    _busy_recently = True
+
+    def _sync(self, *, force: bool) -> str | None:
+        """The remote head: fetched when it moved (a cheap ls-remote decides) or when we will push anyway."""
+        repo = self.fleet.repo
+        local = repo.rev("refs/remotes/origin/main")
+        if not force:
+            remote = repo.ls_remote_head()
+            if remote == local and local is not None:
+                return local
+        with self.fleet.lock:
+            return repo.fetch()
+
+    def _refresh_head(self, snap: Snapshot) -> None:
+        """Config, agents and custom handlers as committed at the head (cached by tree)."""
+        if snap.tree == self._head_tree and self.cfg is not None:
+            return
+        self.cfg = FleetConfig(snap)
+        for rel in ("config/agents.yaml",):
+            raw = snap.read(rel)
+            target = self.head_dir / rel
+            if raw is None:
+                target.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(raw)
+        hdir = self.head_dir / "handlers"
+        hdir.mkdir(parents=True, exist_ok=True)
+        wanted = {}
+        entry = snap.repo.lookup(snap.tree, "handlers") if snap.tree else None
+        if entry is not None and entry.is_tree:
+            wanted = {e.name: e.sha for e in snap.repo.entries(entry.sha) if not e.is_tree and e.name.endswith(".py")}
+        for f in hdir.glob("*.py"):
+            if f.name not in wanted:
+                f.unlink()
+        for name, sha in wanted.items():
+            data = snap.repo.read_blob(sha)
+            path = hdir / name
+            if not path.exists() or path.read_bytes() != data:
+                path.write_bytes(data)
+        try:
+            self.agents = agentsmod.load_agents(self.head_dir)
+        except FleetqError as e:
+            log.error("%s (using the built-in agents)", e)
+            self.agents = agentsmod.load_agents(None)
+        self.installed = set(agentsmod.installed_agents(self.agents))
+        self._head_tree = snap.tree
+
+    def _note_sightings(self, snap: Snapshot, now: dt.datetime) -> None:
+        """When this machine first saw each pending task (prefer's grace runs on our own clock)."""
+        pending = {r.id for r in snap.refs(states.PENDING)}
+        for tid in pending:
+            self.first_seen.setdefault(tid, now)
+        for tid in list(self.first_seen):
+            if tid not in pending:
+                del self.first_seen[tid]
+
+    def _check_running(self, snap: Snapshot) -> None:
+        """A task moved out of claimed (cancel, resolve, reap) while it runs is killed here."""
+        with self.lock:
+            runs = list(self.running.values())
+        for r in runs:
+            if r.cancel.is_set():
+                continue
+            found = snap.locate(r.task.id)
+            live = False
+            if found and found[0].loc.state == CLAIMED:
+                t = snap.load(found[0])
+                live = t.claim.get("machine") == self.fleet.machine and t.claim.get("attempt") == r.attempt
+            if not live:
+                r.why = f"moved to {found[0].loc.state if found else 'nowhere'}"
+                log.info("%s %s while running: killing it", r.task.id, r.why)
+                r.cancel.set()
+
+    def _orphans(self, snap: Snapshot) -> dict[str, tuple[str, str, int]]:
+        lease = float(self.setting("lease"))
+        if time.time() - self.last_reap < min(lease / 2, float(self.setting("heartbeat") or 10)):
+            return {}
+        self.last_reap = time.time()
+        found = find_orphans(snap, self.observer, lease, me=self.fleet.machine)
+        # Our own claims that nothing here runs (a crash or restart lost them): hand back at once.
+        busy = set(self.running) | self.journal.ids()
+        for t in snap.tasks([CLAIMED]):
+            if t.claim.get("machine") == self.fleet.machine and t.id not in busy:
+                found[t.id] = ("its worker restarted", self.fleet.machine, t.claim.get("attempt"))
+        return found
+
+    def _handbacks(self) -> dict[str, tuple[str | None, int | None]]:
+        if not self.handback:
+            return {}
+        with self.lock:
+            done = {tid: r for tid, r in self.running.items() if r.thread is not None and not r.thread.is_alive()}
+            for tid in done:
+                del self.running[tid]
+        return {tid: (self.fleet.machine, r.attempt) for tid, r in done.items()}
+
+    # -- running tasks --
+    def _start(self, task: Task) -> None:
+        run = Run(task=task, attempt=task.claim.get("attempt") or task.attempts)
+        with self.lock:
+            self.running[task.id] = run
+        run.thread = threading.Thread(target=self._execute, args=(run,), name=f"task-{task.id}", daemon=True)
+        run.thread.start()
+        log.info("running %s (%s, attempt %d)", task.id, task.type, run.attempt)
+
+    def _execute(self, run: Run) -> None:
+        t = run.task
+        env = {**os.environ, "FLEETQ_TASK_ID": t.id, "FLEETQ_MACHINE": self.fleet.machine,
+               "FLEETQ_ATTEMPT": str(run.attempt), "FLEETQ_FLEET": str(self.fleet.root)}
+        log_path = self.logs_dir / f"{t.id}.log"
+        res: HandlerResult
+        try:
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(f"=== {t.id} attempt {run.attempt} on {self.fleet.machine} at {now_utc():%Y-%m-%dT%H:%M:%SZ}\n")
+            module = handlers_loader.load_handler(t.type, self.head_dir)
+            ctx = HandlerContext(task_id=t.id, task=t.data, payload=dict(t.payload), machine=self.fleet.machine,
+                                 attempt=run.attempt, fleet_dir=self.fleet.root, log_path=log_path, env=env,
+                                 agents=self.agents, cancel=run.cancel, timeout=t.timeout)
+            res = module.run(ctx)
+            if not isinstance(res, HandlerResult):
+                raise TypeError(f"handler returned {type(res).__name__}, not HandlerResult")
+        except FleetqError as e:
+            res = HandlerResult(NEEDS_HUMAN, error=str(e))
+        except Exception as e:  # noqa: BLE001 - a handler crash must never kill the worker
+            res = HandlerResult(NEEDS_HUMAN, error=f"handler crashed: {type(e).__name__}: {e}")
+        if run.handing_back:
+            return  # the loop hands it back; its result does not count
+        if run.cancel.is_set() and res.outcome != NEEDS_HUMAN:
+            res.outcome = FAILED
+            res.error = res.error or f"cancelled ({run.why or 'stopped'})"
+        retry = None
+        if res.outcome == FAILED and not run.cancel.is_set():
+            retry = float(self.setting("retry_backoff") or 30)
+        c = transitions.Completion(t.id, run.attempt, res.outcome, redact_result(res.to_dict(), self.cfg), retry)
+        self.journal.record(c)
+        with self.lock:
+            self.running.pop(t.id, None)
+        log.info("finished %s: %s%s", t.id, res.outcome, f" ({res.error})" if res.error else "")
+        self.wake.set()
+
+    # -- heartbeat, schedules, dropped files --
+    def _beat(self, *, force: bool = False) -> None:
+        hb = float(self.setting("heartbeat") or 10)
+        if not force and time.time() - self.last_beat < hb:
+            return
+        self.seq += 1
+        spec = self.cfg.machine(self.fleet.machine) if self.cfg else None
+        with self.lock:
+            running = [{"id": r.task.id, "type": r.task.type, "agent": r.task.agent, "attempt": r.attempt,
+                        "started": dt.datetime.fromtimestamp(r.started, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                       for r in self.running.values()]
+        info = {"seq": self.seq, "state": "stopping" if self.stopping else "running", "slots": int(self.setting("slots")),
+                "capabilities": list(spec.capabilities) if spec else [], "agents": sorted(self.installed),
+                "running": running, "load": load_metrics()}
+        try:
+            beat(self.fleet, info)
+            self.last_beat = time.time()
+        except FleetqError as e:
+            log.warning("heartbeat failed: %s", e)
+
+    def _fire_schedules(self, snap: Snapshot) -> None:
+        try:
+            scheds = schedmod.load(snap)
+        except FleetqError as e:
+            if str(e) not in self.reported_bad:
+                self.reported_bad.add(str(e))
+                log.error("%s", e)
+            return
+        if not scheds:
+            return
+        state = self._sched_state()
+        now = now_utc()
+        for s, fire in schedmod.due(scheds, state, now):
+            if transitions.create_if_absent(self.fleet, s.task_for(fire, self.fleet.machine)):
+                log.info("schedule %s fired for %s", s.name, fire)
+        new = {s.name: now.timestamp() for s in scheds}
+        if new != state:
+            try:
+                yamlio.write_file(self.sched_state, new)
+            except FleetqError as e:
+                log.warning("%s", e)
+
+    def _sched_state(self) -> dict[str, float]:
+        try:
+            data = yamlio.read_file(self.sched_state)
+        except FleetqError:
+            data = None
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _take_dropped(self, snap: Snapshot) -> None:
+        """YAML files dropped (untracked) into the clone's queue/pending/: validate, commit, push."""
+        self.dropped = False
+        repo = self.fleet.repo
+        for rel in repo.untracked(f"{states.QUEUE}/{states.PENDING}"):
+            path = self.fleet.root / rel
+            try:
+                raw = path.read_bytes()
+            except OSError:
+                continue
+            key = f"{rel}:{hash(raw)}"
+            try:
+                loc = states.parse_path(rel)
+                if loc is None:
+                    continue
+                from . import task as taskmod
+
+                taskmod.parse(raw, state=loc.state, path=rel, file_id=loc.task_id)
+                if snap.exists(loc.task_id):
+                    raise FleetqError(f"{rel}: a task with id '{loc.task_id}' already exists in the queue")
+            except (FleetqError, states.BadPath) as e:
+                if key not in self.reported_bad:
+                    self.reported_bad.add(key)
+                    log.error("dropped file not queued: %s", e)
+                continue
+            landed = transitions.create_raw(self.fleet, loc.task_id, raw)
+            if landed:
+                log.info("queued dropped file %s", rel)
+                path.unlink()
+                if not self.fleet.repo.fast_forward_checkout():
+                    path.write_bytes(raw)
+
+    def _report_problems(self, problems: list[Problem]) -> None:
+        for p in problems:
+            key = f"{p.path}:{p.reason}"
+            if key not in self.reported_bad:
+                self.reported_bad.add(key)
+                log.error("skipping bad task file: %s", p.reason)
+
+    # -- watchdog --
+    def _start_watch(self) -> None:
+        if not self.watch or self.once:
+            return
+        try:
+            from .watch import start_watch
+
+            self._observer_thread = start_watch(self)
+        except Exception as e:  # noqa: BLE001 - the timer still works without events
+            log.warning("file watching unavailable (%s); polling only", e)
+
+
+def _subject(machine: str, trailers: list[tuple[str, str]]) -> str:
+    """`fleetq: m reports a, b; claims c` from the plan's trailers."""
+    verbs = {"pending->claimed": "claims", "claimed->pending": "hands back", "claimed->failed": "reports",
+             "claimed->done": "reports", "claimed->needs_human": "reports"}
+    groups: dict[str, list[str]] = {}
+    tid = ""
+    for key, value in trailers:
+        if key == "Fleetq-Task":
+            tid = value
+        elif key == "Fleetq-Transition":
+            groups.setdefault(verbs.get(value, "updates"), []).append(tid)
+    parts = [f"{verb} {', '.join(ids[:3])}" + (f" (+{len(ids) - 3})" if len(ids) > 3 else "") for verb, ids in groups.items()]
+    return f"fleetq: {machine} " + ("; ".join(parts) or "updates")
