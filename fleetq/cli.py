@@ -13,6 +13,7 @@ from .errors import FleetqError
 # One module per command group under fleetq/commands; each exports `commands`.
 COMMAND_MODULES = (
     "init", "assign", "queue", "resolve", "validate", "work", "schedule", "agent",
+    "fleetview", "placement", "parallel", "skills", "remote", "shell", "hooks", "fsck",
 )
 
 
