@@ -23,6 +23,7 @@ setup(
         "GitPython>=3.1.40",
         "watchdog>=4.0",
         "ruamel.yaml>=0.18",
+        "ruamel.yaml.clib>=0.2.7; platform_python_implementation == 'CPython'",  # libyaml speed for reads
         "click>=8.1",
         "tabulate>=0.9",
         "filelock>=3.12",

@@ -19,6 +19,7 @@ import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from git.objects.fun import tree_entries_from_data, tree_to_stream
 from gitdb.base import IStream
+from gitdb.db.loose import LooseObjectDB
 
 from .errors import FleetqError, RemoteError
 
@@ -247,7 +248,9 @@ class GitRepo:
 
     # -- writing objects --
     def _store(self, kind: bytes, data: bytes) -> str:
-        return self.repo.odb.store(IStream(kind, len(data), io.BytesIO(data))).hexsha.decode()
+        # gitpython's GitCmdObjectDB.store runs `git hash-object` per object; the loose-object
+        # writer it inherits does the same in-process (zlib + rename), with no subprocess.
+        return LooseObjectDB.store(self.repo.odb, IStream(kind, len(data), io.BytesIO(data))).hexsha.decode()
 
     def write_blob(self, data: bytes) -> str:
         return self._store(b"blob", data)
@@ -385,3 +388,67 @@ def _one_line(text: str) -> str:
 def _hook_message(err: str) -> str:
     msgs = [ln[len("remote:"):].strip() for ln in err.splitlines() if ln.startswith("remote:")]
     return "; ".join(m for m in msgs if m)[:1000]
+
+
+# -- trust and integrity (hooks, pre-receive, signatures, maintenance) --
+
+ZERO_SHA = "0" * 40
+
+
+def hooks_dir(repo: GitRepo) -> Path:
+    """Where git looks for this repo's hooks (honours core.hooksPath)."""
+    out = repo._check("rev-parse", "--git-path", "hooks", what="find the hooks directory").strip()
+    p = Path(out)
+    return p if p.is_absolute() else (Path(repo.repo.working_dir or repo.git_dir) / p).resolve()
+
+
+def index_tree(repo: GitRepo) -> str:
+    """The staged index as a tree object (``git write-tree``; honours $GIT_INDEX_FILE)."""
+    return repo._check("write-tree", what="read the staged files").strip()
+
+
+def parents_of(repo: GitRepo, commit: str) -> list[str]:
+    """A commit's parents, read from the object in-process."""
+    data = repo.repo.odb.stream(bytes.fromhex(commit)).read()
+    head = data.split(b"\n\n", 1)[0]
+    return [line[7:].decode() for line in head.split(b"\n") if line.startswith(b"parent ")]
+
+
+def new_commits(repo: GitRepo, new: str, old: str | None) -> list[str]:
+    """Commits that ``new`` adds, oldest first: ``old..new``, or everything not yet on any ref."""
+    args = ["rev-list", "--reverse", "--topo-order", new]
+    args += [f"^{old}"] if old else ["--not", "--all"]
+    return repo._check(*args, what="list the pushed commits").split()
+
+
+def signature_status(repo: GitRepo, commits: list[str], signers_file: Path | None) -> dict[str, tuple[str, str]]:
+    """commit -> (git's %G? code, signing key fingerprint), SSH signatures checked against ``signers_file``.
+
+    'G' is the only good answer: 'N' unsigned, 'U' a key not in the file, 'B' bad, 'E' cannot check.
+    """
+    if not commits:
+        return {}
+    conf = ["-c", "gpg.format=ssh"]
+    if signers_file is not None:
+        conf += ["-c", f"gpg.ssh.allowedSignersFile={signers_file}"]
+    status, out, err = repo._run(*conf, "log", "--no-walk=unsorted", "--format=%H %G? %GK", *commits)
+    if status != 0:
+        raise FleetqError(f"cannot check commit signatures: {_one_line(err)}")
+    found: dict[str, tuple[str, str]] = {}
+    for line in out.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) >= 2 and len(parts[0]) == 40:
+            found[parts[0]] = (parts[1], parts[2] if len(parts) > 2 else "")
+    return found
+
+
+def maintenance(path: Path) -> list[str]:
+    """gc and a commit-graph with changed-path filters (auto-gc is off on fleet remotes); what ran."""
+    r = git.Repo(str(path))
+    done = []
+    for args in (["gc", "--quiet"], ["commit-graph", "write", "--reachable", "--changed-paths"]):
+        status, _, err = r.git.execute(["git", *args], with_extended_output=True, with_exceptions=False)
+        if status != 0:
+            raise FleetqError(f"git {' '.join(args)} in {path}: {_one_line(err)}")
+        done.append(f"git {' '.join(args)}")
+    return done

@@ -244,11 +244,20 @@ def parse(raw: bytes, *, state: str, path: str, file_id: str, blob: str = "") ->
 
 
 def edit(task: Task, changes: dict[str, Any], drop: tuple[str, ...] = ()) -> bytes:
-    """Apply field changes to the task's own document, keeping comments and key order."""
-    if task.raw is not None:
-        doc = yamlio.load_rt(task.raw, task.path)
-    else:
-        doc = yamlio.to_rt(task.data)
+    """Apply field changes to the task's own document, keeping comments and key order.
+
+    A file with no comment in it takes the fast path (plain data, libyaml):
+    key order is kept either way; only a person's comments need round-trip YAML.
+    """
+    if task.raw is None or b"#" not in task.raw:
+        data = {k: v for k, v in task.data.items() if k not in drop}
+        for key, value in changes.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        return yamlio.dump_plain(data).encode("utf-8")
+    doc = yamlio.load_rt(task.raw, task.path)
     for key in drop:
         if key in doc:
             del doc[key]
@@ -264,4 +273,4 @@ def edit(task: Task, changes: dict[str, Any], drop: tuple[str, ...] = ()) -> byt
 def render_new(data: dict[str, Any]) -> bytes:
     order = list(USER_FIELDS) + list(SYSTEM_FIELDS)
     ordered = {k: data[k] for k in order if k in data and data[k] not in (None, [], {})}
-    return yamlio.dump_plain(ordered).encode("utf-8")
+    return yamlio.dump_plain(yamlio.to_plain(ordered)).encode("utf-8")

@@ -76,7 +76,7 @@ class Worker:
         self.cfg: FleetConfig | None = None
         self.agents: dict[str, Any] = {}
         self.installed: set[str] = set()
-        self._head_tree: str | None = None
+        self._head_tree: tuple[str, ...] | None = None
         self._observer_thread: Any = None
         self.claimed_total = 0
         self.idle = False
@@ -223,7 +223,7 @@ class Worker:
         self._busy_recently = bool(claimed)
         # Idle: it could claim, found nothing, had nothing to report and nothing was running.
         self.idle = free > 0 and not claimed and not results and nothing_running
-        self._beat(force=bool(claimed))
+        self._beat()
         self._refresh_checkout()
         return bool(claimed or results)
 
@@ -251,8 +251,10 @@ class Worker:
             return repo.fetch()
 
     def _refresh_head(self, snap: Snapshot) -> None:
-        """Config, agents and custom handlers as committed at the head (cached by tree)."""
-        if snap.tree == self._head_tree and self.cfg is not None:
+        """Config, agents and custom handlers as committed at the head (cached by their trees' shas)."""
+        key = tuple(e.sha if e else "" for e in (snap.repo.lookup(snap.tree, d) if snap.tree else None
+                                                 for d in ("config", "handlers")))
+        if key == self._head_tree and self.cfg is not None:
             return
         self.cfg = FleetConfig(snap)
         for rel in ("config/agents.yaml",):
@@ -283,7 +285,7 @@ class Worker:
             log.error("%s (using the built-in agents)", e)
             self.agents = agentsmod.load_agents(None)
         self.installed = set(agentsmod.installed_agents(self.agents))
-        self._head_tree = snap.tree
+        self._head_tree = key
 
     def _note_sightings(self, snap: Snapshot, now: dt.datetime) -> None:
         """When this machine first saw each pending task (prefer's grace runs on our own clock)."""
@@ -298,10 +300,13 @@ class Worker:
         """A task moved out of claimed (cancel, resolve, reap) while it runs is killed here."""
         with self.lock:
             runs = list(self.running.values())
+        if not runs:
+            return
+        claimed = {r.id: r for r in snap.refs(CLAIMED)}
         for r in runs:
             if r.cancel.is_set():
                 continue
-            found = snap.locate(r.task.id)
+            found = [claimed[r.task.id]] if r.task.id in claimed else snap.locate(r.task.id)
             live = False
             if found and found[0].loc.state == CLAIMED:
                 t = snap.load(found[0])

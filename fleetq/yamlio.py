@@ -36,8 +36,16 @@ def _rt() -> YAML:
     return y
 
 
+def _fast() -> YAML:
+    y = YAML(typ="safe")  # libyaml-based when ruamel.yaml.clib is installed, else pure Python
+    y.default_flow_style = False
+    y.sort_base_mapping_type_on_output = False
+    y.width = 4096
+    return y
+
+
 _RT = _rt()
-_SAFE = YAML(typ="safe", pure=True)
+_SAFE = _fast()
 _LOCK = threading.RLock()  # ruamel's YAML objects are not thread-safe; the worker reads and writes from threads
 
 
@@ -101,8 +109,11 @@ def dump_rt(data: Any) -> str:
 
 
 def dump_plain(data: Any) -> str:
-    """Dump plain data in block style (used for new files and heartbeat blobs)."""
-    return dump_rt(to_rt(data))
+    """Dump plain data (dicts, lists, scalars) in block style, keys in insertion order."""
+    buf = io.StringIO()
+    with _LOCK:
+        _SAFE.dump(data, buf)
+    return buf.getvalue()
 
 
 def to_rt(obj: Any) -> Any:
