@@ -35,6 +35,7 @@ from .states import CLAIMED, FAILED, NEEDS_HUMAN
 from .task import Task, now_utc
 
 log = logging.getLogger("fleetq.worker")
+LINGER = 0.015  # seconds
 
 
 @dataclass
@@ -148,8 +149,10 @@ class Worker:
             if not busy and (self.stopping or (self.once and passes > 1) or (self.burst and self.idle)):
                 self._flush_quietly()
                 return
-            self.wake.wait(self._sleep_for())
+            woke = self.wake.wait(self._sleep_for())
             self.wake.clear()
+            if woke and busy:
+                time.sleep(LINGER)  # let runs that end together share one commit and one push
 
     def _sleep_for(self) -> float:
         poll = float(self.setting("poll") or 5)
