@@ -41,8 +41,12 @@ def set_default_fleet(path: Path, *, only_if_unset: bool = True) -> bool:
     return True
 
 
+MARKER = ".fleetq"  # committed at the root of every fleet repo by `fleetq init`
+
+
 def is_fleet_dir(path: Path) -> bool:
-    return (path / ".git").exists() and ((path / "queue").is_dir() or (path / "config" / "machines.yaml").exists())
+    """A fleet clone, not just any repo with a queue/ folder (fleetq's own source tree has one)."""
+    return (path / ".git").exists() and (path / MARKER).is_file()
 
 
 def locate(explicit: str | Path | None = None) -> Path:

@@ -39,6 +39,11 @@ _REMOTE_DOWN = re.compile(
 )
 
 
+# Every form in which git reports a lost race for a ref (a failed compare-and-swap).
+_RACE = re.compile(r"non-fast-forward|fetch first|cannot lock ref|failed to lock|failed to update ref|stale info|"
+                   r"incorrect old value|reference already exists", re.I)
+
+
 class PushRejected(Exception):
     """The remote moved under us: a lost compare-and-swap. Fetch and try again."""
 
@@ -148,8 +153,11 @@ class GitRepo:
         text = f"{out}\n{err}"
         if "hook declined" in text:
             raise HookRejected(_hook_message(err) or "the remote's hook refused the push")
-        if any(line.startswith("!") for line in out.splitlines()):
+        rejected = [ln for ln in out.splitlines() if ln.startswith("!")]
+        if rejected and all(_RACE.search(ln) for ln in rejected):
             raise PushRejected(_one_line(text))
+        if rejected:
+            raise RemoteError(f"{self.remote_url()} refused the push: {rejected[0].split(chr(9))[-1].strip()}")
         if _REMOTE_DOWN.search(text) or status == 128:
             raise RemoteError(f"cannot push to {self.remote_url()}: {_one_line(err or out)}")
         raise PushRejected(_one_line(text))
@@ -452,3 +460,16 @@ def maintenance(path: Path) -> list[str]:
             raise FleetqError(f"git {' '.join(args)} in {path}: {_one_line(err)}")
         done.append(f"git {' '.join(args)}")
     return done
+
+
+def blob_size(repo: GitRepo, sha: str) -> int:
+    """A blob's size without reading it (so a many-MB file is refused before it is loaded)."""
+    return int(repo.repo.odb.info(bytes.fromhex(sha)).size)
+
+
+def reflog_subjects(repo: GitRepo, ref: str, n: int = 1) -> list[tuple[str, str]]:
+    """The newest ``n`` reflog entries of ``ref`` as (sha, subject), e.g. 'fetch: forced-update'."""
+    status, out, _ = repo._run("reflog", "show", f"-n{n}", "--format=%H %gs", ref, "--")
+    if status != 0:
+        return []
+    return [(line[:40], line[41:]) for line in out.splitlines() if len(line) > 41]

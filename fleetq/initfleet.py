@@ -11,7 +11,7 @@ from . import states, yamlio
 from .cas import Plan, transact
 from .config import GENERIC_TYPES, MACHINES, local_os
 from .errors import FleetqError, UsageError
-from .fleet import Fleet, machine_name, set_default_fleet, user_data_dir
+from .fleet import MARKER, Fleet, machine_name, set_default_fleet, user_data_dir
 from .gitrepo import TRACKING, GitRepo, checkout_tracking, init_bare, init_clone
 from .snapshot import Snapshot
 
@@ -71,6 +71,7 @@ def layout_files(machine: str) -> dict[str, bytes]:
     files["handlers/README.md"] = b"Custom task types: handlers/<type>.py with `def run(ctx)`; found with no wiring.\n"
     files["README.md"] = FLEET_README.encode()
     files[".gitignore"] = GITIGNORE.encode()
+    files[MARKER] = b"# This repository is a fleetq fleet (the queue is its queue/ directory).\nformat: 1\n"
     return files
 
 

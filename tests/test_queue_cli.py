@@ -212,3 +212,26 @@ def test_machine_name_sources(fleets: Fleets, cli, monkeypatch) -> None:
     monkeypatch.setenv("FLEETQ_MACHINE", "../bad")
     res = cli("--fleet", root, "queue")
     assert res.code == 1 and "not a safe name" in res.err
+
+
+def test_a_repo_with_a_queue_dir_is_not_taken_for_a_fleet(fleets: Fleets, cli, tmp_path: Path, monkeypatch) -> None:
+    """fleetq's own source tree has queue/ and config/: only the .fleetq marker makes a fleet."""
+    other = tmp_path / "project"
+    (other / "queue" / "pending").mkdir(parents=True)
+    (other / "config").mkdir()
+    (other / "config" / "machines.yaml").write_text("machines: {}\n")
+    git(tmp_path, "init", "-q", str(other))
+    monkeypatch.chdir(other)
+    tid = cli("assign", "x", "--set", "script=true").out.strip()
+    assert tid and (fleets.first.root / ".fleetq").is_file()
+    assert json.loads(cli("--fleet", fleets.first.root, "show", tid, "--json").out)["id"] == tid
+
+
+def test_a_push_refused_for_another_reason_is_not_a_race(fleets: Fleets, cli, tmp_path: Path) -> None:
+    """A non-bare origin with main checked out refuses pushes: one clear error, no retry loop."""
+    work = tmp_path / "checked-out"
+    git(tmp_path, "clone", "-q", fleets.remote, str(work))
+    f = fleets.first
+    git(f.root, "remote", "set-url", "origin", str(work))
+    res = cli("--fleet", f.root, "assign", "x", "--set", "script=true")
+    assert res.code == 3 and "refused the push" in res.err
