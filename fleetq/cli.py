@@ -17,7 +17,8 @@ COMMAND_MODULES = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             invoke_without_command=True)
 @click.option("--fleet", "fleet_dir", metavar="DIR", envvar=None, help="Fleet clone to use (default: $FLEETQ_FLEET, the repo around you, your default).")
 @click.option("--machine", metavar="NAME", help="This machine's name (default: $FLEETQ_MACHINE, the clone's config, the host name).")
 @click.version_option(__version__, prog_name="fleetq")
@@ -25,6 +26,11 @@ COMMAND_MODULES = (
 def root(ctx: click.Context, fleet_dir: str | None, machine: str | None) -> None:
     """fleetq: run agents and jobs across your machines, with a git repo as the queue."""
     ctx.obj = AppContext(fleet_dir=fleet_dir, machine=machine)
+    if ctx.invoked_subcommand is None:  # bare `fleetq`: the shell at a terminal, else the help
+        if sys.stdin.isatty() and sys.stdout.isatty() and "shell" in root.commands:
+            ctx.invoke(root.commands["shell"])
+        else:
+            click.echo(ctx.get_help())
 
 
 def _register() -> None:

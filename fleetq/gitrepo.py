@@ -395,7 +395,8 @@ def _one_line(text: str) -> str:
 
 def _hook_message(err: str) -> str:
     msgs = [ln[len("remote:"):].strip() for ln in err.splitlines() if ln.startswith("remote:")]
-    return "; ".join(m for m in msgs if m)[:1000]
+    msgs = [m.removeprefix("fleetq: ") for m in msgs if m and not m.startswith("fleetq: push rejected")]
+    return "; ".join(msgs)[:1000]
 
 
 # -- trust and integrity (hooks, pre-receive, signatures, maintenance) --
@@ -452,7 +453,10 @@ def signature_status(repo: GitRepo, commits: list[str], signers_file: Path | Non
 
 def maintenance(path: Path) -> list[str]:
     """gc and a commit-graph with changed-path filters (auto-gc is off on fleet remotes); what ran."""
-    r = git.Repo(str(path))
+    try:
+        r = git.Repo(str(path))
+    except (InvalidGitRepositoryError, NoSuchPathError):
+        raise FleetqError(f"{path} is not a git repository") from None
     done = []
     for args in (["gc", "--quiet"], ["commit-graph", "write", "--reachable", "--changed-paths"]):
         status, _, err = r.git.execute(["git", *args], with_extended_output=True, with_exceptions=False)

@@ -64,7 +64,8 @@ def build(req: Request, snap: Snapshot, cfg: FleetConfig, created_by: str) -> tu
     """The new task's data and any warnings; raises for what must block the submission."""
     warnings: list[str] = []
     now = now_utc()
-    data: dict[str, Any] = {"id": req.task_id or _fresh_id(snap), "title": req.description.strip()}
+    data: dict[str, Any] = {"id": req.task_id if req.task_id is not None else _fresh_id(snap),
+                            "title": req.description.strip()}
     if not data["title"]:
         raise UsageError("give the task a description")
     payload: dict[str, Any] = {}

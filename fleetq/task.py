@@ -85,7 +85,7 @@ def validate(data: Any, *, file_id: str | None = None) -> list[str]:
         if not isinstance(key, str) or key not in FIELDS:
             near = difflib.get_close_matches(str(key), FIELDS, n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
-            errs.append(f"unknown field '{key}'{hint}")
+            errs.append(f"unknown field {str(key)!r}{hint}")
             continue
         want = FIELDS[key]
         if value is None and key not in ("id", "type"):
@@ -109,7 +109,8 @@ def validate(data: Any, *, file_id: str | None = None) -> list[str]:
         if isinstance(items, list) and not all(isinstance(x, str) for x in items):
             errs.append(f"'{key}' must be a list of names")
     for key in ("depends_on",):
-        for dep in data.get(key) or []:
+        deps = data.get(key)
+        for dep in deps if isinstance(deps, list) else []:
             if isinstance(dep, str) and not valid_id(dep):
                 errs.append(f"'{key}' names {dep!r}, which is not a task id")
     for key in ("max_attempts",):

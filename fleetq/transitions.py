@@ -86,10 +86,15 @@ def create_raw(fleet: Fleet, task_id: str, raw: bytes) -> bool:
         if snap.exists(task_id):
             return None
         return Plan(changes={states.task_path(PENDING, task_id): raw}, subject=_subject("add", [task_id]),
-                    trailers=trail(task_id, "new", PENDING), value=True)
+                    trailers=trail(task_id, "new", PENDING), value=True, sign=signs(fleet))
 
     landed = transact(fleet, plan)
     return bool(landed and landed.value)
+
+
+def signs(fleet: Fleet) -> bool:
+    """Whether this clone's git is set up to sign commits (then fleetq signs what a person submits)."""
+    return fleet.repo.config_get("commit.gpgsign") == "true"
 
 
 def create_if_absent(fleet: Fleet, data: dict[str, Any]) -> bool:
@@ -102,7 +107,8 @@ def create_if_absent(fleet: Fleet, data: dict[str, Any]) -> bool:
 def claim_plan(snap: Snapshot, seat: Seat, k: int, *, now: dt.datetime, grace: float, machine: str,
                problems: list | None = None) -> Plan | None:
     pending = snap.tasks([PENDING], problems)
-    picked = choose(pending, seat, snap, k, now, grace)
+    # A task that is also in another state (hand edits, a bad merge) is fsck's business, never run again.
+    picked = [t for t in choose(pending, seat, snap, k, now, grace) if len(snap.locate(t.id)) == 1]
     if not picked:
         return None
     p = Plan(subject=_subject(f"{machine} claims", [t.id for t in picked]), value=[])

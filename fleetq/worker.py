@@ -16,13 +16,13 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from . import agents as agentsmod, handlers_loader, schedules as schedmod, states, transitions, yamlio
+from . import agents as agentsmod, handlers_loader, schedules as schedmod, signing, states, transitions, yamlio
 from .cas import Plan, transact
 from .config import FleetConfig
 from .errors import Conflict, FleetqError, RemoteError
+from .gitrepo import HookRejected
 from .fleet import Fleet
 from .handlerapi import HandlerContext, HandlerResult
 from .heartbeat import Observer, beat, load_metrics
@@ -30,7 +30,9 @@ from .journal import Journal
 from .matching import Seat
 from .reaper import find_orphans, reap_plan
 from .redact import redact_result
+from .fsck import rewritten
 from .snapshot import Problem, Snapshot
+from .ssh import presync
 from .states import CLAIMED, FAILED, NEEDS_HUMAN
 from .task import Task, now_utc
 
@@ -80,6 +82,7 @@ class Worker:
         self._head_tree: tuple[str, ...] | None = None
         self._observer_thread: Any = None
         self.claimed_total = 0
+        self.next_fire: float | None = None
         self.idle = False
         self.finished_total = 0
 
@@ -137,6 +140,8 @@ class Worker:
             self.idle = False
             try:
                 self.tick(claim=not (self.once and passes))
+            except HookRejected as e:
+                log.error("the remote's hook refused a push: %s", e)
             except RemoteError as e:
                 log.warning("remote unreachable: %s (results stay in the journal)", e)
             except Conflict as e:
@@ -155,10 +160,13 @@ class Worker:
                 time.sleep(LINGER)  # let runs that end together share one commit and one push
 
     def _sleep_for(self) -> float:
+        """Until the timer, the next heartbeat or the next schedule fire, whichever is first."""
         poll = float(self.setting("poll") or 5)
         hb = float(self.setting("heartbeat") or 10)
-        until_beat = max(0.05, self.last_beat + hb - time.time())
-        return max(0.05, min(poll, until_beat))
+        until = [poll, self.last_beat + hb - time.time()]
+        if self.next_fire is not None:
+            until.append(self.next_fire - time.time() + 0.05)
+        return max(0.05, min(until))
 
     def _flush_quietly(self) -> None:
         try:
@@ -221,7 +229,11 @@ class Worker:
             log.info("handed %s back to pending", tid)
         claimed: list[Task] = landed.value if landed and landed.value else []
         for t in claimed:
-            self._start(t)
+            why = self._untrusted(t)
+            if why:
+                self._refuse(t, why)
+            else:
+                self._start(t)
         self.claimed_total += len(claimed)
         self._busy_recently = bool(claimed)
         # Idle: it could claim, found nothing, had nothing to report and nothing was running.
@@ -251,7 +263,12 @@ class Worker:
             if remote == local and local is not None:
                 return local
         with self.fleet.lock:
-            return repo.fetch()
+            head = repo.fetch()
+        if head != local:
+            why = rewritten(repo)
+            if why:
+                log.error("%s", why)
+        return head
 
     def _refresh_head(self, snap: Snapshot) -> None:
         """Config, agents and custom handlers as committed at the head (cached by their trees' shas)."""
@@ -342,6 +359,18 @@ class Worker:
         return {tid: (self.fleet.machine, r.attempt) for tid, r in done.items()}
 
     # -- running tasks --
+    def _untrusted(self, task: Task) -> str | None:
+        """Why the fleet's signing rule forbids running ``task`` (None: it may run). Main thread only."""
+        head = self.fleet.repo.rev("refs/remotes/origin/main")
+        return signing.verify_task(self.fleet.repo, head, task) if head else None
+
+    def _refuse(self, task: Task, why: str) -> None:
+        """A claimed task that must not run goes to needs_human with the reason (reported next pass)."""
+        log.error("not running %s: %s", task.id, why)
+        attempt = task.claim.get("attempt") or task.attempts
+        self.journal.record(transitions.Completion(task.id, attempt, NEEDS_HUMAN, {"error": why}))
+        self.wake.set()
+
     def _start(self, task: Task) -> None:
         run = Run(task=task, attempt=task.claim.get("attempt") or task.attempts)
         with self.lock:
@@ -363,7 +392,7 @@ class Worker:
             ctx = HandlerContext(task_id=t.id, task=t.data, payload=dict(t.payload), machine=self.fleet.machine,
                                  attempt=run.attempt, fleet_dir=self.fleet.root, log_path=log_path, env=env,
                                  agents=self.agents, cancel=run.cancel, timeout=t.timeout)
-            res = module.run(ctx)
+            res = presync(ctx) or module.run(ctx)  # payload.sync: pull the code first
             if not isinstance(res, HandlerResult):
                 raise TypeError(f"handler returned {type(res).__name__}, not HandlerResult")
         except FleetqError as e:
@@ -414,12 +443,17 @@ class Worker:
                 log.error("%s", e)
             return
         if not scheds:
+            self.next_fire = None
             return
         state = self._sched_state()
         now = now_utc()
+        self.next_fire = min(s.next_fire(now) for s in scheds).timestamp()
         for s, fire in schedmod.due(scheds, state, now):
-            if transitions.create_if_absent(self.fleet, s.task_for(fire, self.fleet.machine)):
-                log.info("schedule %s fired for %s", s.name, fire)
+            try:
+                if transitions.create_if_absent(self.fleet, s.task_for(fire, self.fleet.machine)):
+                    log.info("schedule %s fired for %s", s.name, fire)
+            except HookRejected as e:
+                log.error("schedule %s: the remote refused the fire: %s", s.name, e)
         new = {s.name: now.timestamp() for s in scheds}
         if new != state:
             try:

@@ -324,3 +324,40 @@ def test_prefer_grace_and_agent_filter(fleets: Fleets) -> None:
     assert [t.id for t in transitions.claim(f, seat, 5, grace=20)] == ["pref000"]  # grace is over
     seat.agents = {"gemini"}
     assert [t.id for t in transitions.claim(f, seat, 5, grace=20)] == ["ag000"]
+
+
+def test_agent_tasks_run_with_the_real_argv_contract(fleets: Fleets, tmp_path: Path) -> None:
+    """claude, gemini and codex tasks through a real worker, with fake CLIs that check their argv."""
+    from fakes.support import fake_env
+
+    w = fleets.clone("w")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    calls = tmp_path / "calls.jsonl"
+    add(fleets.first, [
+        {**tasks(1, "cl")[0], "type": "agent_run", "agent": "claude", "payload": {"prompt": "fix it", "cwd": str(proj)}},
+        {**tasks(1, "ge")[0], "type": "agent_run", "agent": "gemini", "payload": {"prompt": "explain", "cwd": str(proj),
+                                                                             "model": "gemini-2.5-pro"}},
+        {**tasks(1, "co")[0], "type": "agent_run", "agent": "codex", "payload": {"prompt": "refactor", "cwd": str(proj)}},
+        {**tasks(1, "no")[0], "type": "agent_run", "agent": "nosuch", "payload": {"prompt": "x"}},
+    ])
+    env = fake_env(tmp_path, FAKE_AGENT_LOG=str(calls), FAKE_AGENT_WRITE="made.txt=by agent")
+    env["HOME"] = os.environ["HOME"]
+    p = WorkerProc(w, "--burst", env=env)
+    try:
+        assert p.wait(60) == 0, p.log
+    finally:
+        p.stop()
+    snap = fleets.first.snapshot()
+    cl, ge, co = snap.get("cl000"), snap.get("ge000"), snap.get("co000")
+    assert cl.state == ge.state == co.state == "done", (cl.result, ge.result, co.result)
+    assert cl.result.get("cost_usd") is not None and cl.result.get("session_id")
+    assert co.result.get("reply")
+    assert snap.get("no000").state == "pending"  # nosuch is not installed here: never claimed
+    seen = [json.loads(line) for line in calls.read_text().splitlines()]
+    by_agent = {c["agent"]: c for c in seen}
+    assert by_agent["claude"]["argv"][:3] == ["-p", "fix it", "--dangerously-skip-permissions"]
+    assert "gemini-2.5-pro" in by_agent["gemini"]["argv"] and "--yolo" in by_agent["gemini"]["argv"]
+    assert by_agent["codex"]["argv"][0] == "exec"
+    assert all(c["cwd"] == str(proj) for c in seen)
+    assert (proj / "made.txt").read_text() == "by agent"

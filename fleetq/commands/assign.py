@@ -1,16 +1,41 @@
-"""`fleetq assign`: queue a task."""
+"""`fleetq assign`: queue a task (auto-routed with `--machine auto`, or at a terminal when left open)."""
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
 
-from .. import output, submit, transitions
+from .. import output, routing, ssh, submit, transitions
 from ..context import AppContext, pass_app
+from ..errors import Reported
+from ..fleet import Fleet
+from ..fleetview import open_view
 from ..snapshot import Snapshot
+
+
+def _route(fleet: Fleet, req: submit.Request, yes: bool, as_json: bool) -> tuple[submit.Request, Snapshot, routing.Route]:
+    """Fill machine/agent/type, show them with the reason, and ask `Confirm? [Y/n]` unless --yes."""
+    say = output.note if as_json else output.info
+    view = open_view(fleet)
+    r = routing.route(req, view.snap, view.cfg, view.beats, fleet_dir=fleet.root, state_dir=fleet.state_dir, say=say)
+    for n in r.notes:
+        output.warn(n)
+    pairs = [("Machine", r.machine), ("Agent", r.agent or "-"), ("Task type", r.type), ("Reason", r.reason)]
+    width = max(len(k) for k, _ in pairs)
+    for k, v in pairs:
+        say(f"{k.ljust(width)}  {v}")
+    if not yes and not click.confirm("Confirm?", default=True, err=as_json):
+        say("not queued")
+        raise Reported(1)
+    return routing.applied(req, r), view.snap, r
 
 
 @click.command()
 @click.argument("description", nargs=-1, required=True)
-@click.option("--machine", "target", metavar="M", help="Run only on this machine (hard pin).")
+@click.option("--machine", "target", metavar="M",
+              help="Run only on this machine (hard pin); 'auto' picks one (and agent, type) and asks you to confirm; "
+                   "'any' leaves it to whichever capable machine claims it first.")
 @click.option("--agent", metavar="A", help="Agent for agent_run tasks (claude, gemini, codex, groq, ...; '-' for none).")
 @click.option("--type", "type_", metavar="T", help="Task type (agent_run, run_script, test_run, ...).")
 @click.option("--cwd", metavar="DIR", help="Working directory on the machine that runs it.")
@@ -20,23 +45,40 @@ from ..snapshot import Snapshot
 @click.option("--timeout", type=float, metavar="S", help="Kill the run after S seconds.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a task field, or a payload key (repeatable).")
 @click.option("--id", "task_id", metavar="ID", help="Use this id instead of a random one.")
+@click.option("--sync", "sync_path", metavar="PATH", type=click.Path(exists=True, file_okay=False),
+              help="Before it runs, the machine pulls PATH from this machine with rsync (and runs there unless --cwd).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm an auto-routed choice.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new task as JSON.")
 @pass_app
 def assign(app: AppContext, description: tuple[str, ...], target: str | None, agent: str | None, type_: str | None,
            cwd: str | None, priority: int | None, prefer: str | None, after: tuple[str, ...], timeout: float | None,
-           sets: tuple[str, ...], task_id: str | None, as_json: bool) -> None:
+           sets: tuple[str, ...], task_id: str | None, sync_path: str | None, yes: bool, as_json: bool) -> None:
     """Queue a task described by DESCRIPTION; prints its id."""
     fleet = app.fleet()
-    snap = fleet.snapshot()
     req = submit.Request(" ".join(description), target, agent, type_, cwd, priority, prefer, list(after), timeout,
                          list(sets), task_id)
-    data, warnings = submit.build(req, snap, fleet.config(snap), created_by=fleet.machine)
+    route = None
+    if routing.wants_routing(req, interactive=sys.stdin.isatty() and sys.stdout.isatty()):
+        req, snap, route = _route(fleet, req, yes, as_json)
+    else:
+        snap = fleet.snapshot()
+        if req.machine == routing.ANY:
+            req.machine = None
+    cfg = fleet.config(snap)
+    data, warnings = submit.build(req, snap, cfg, created_by=fleet.machine)
+    if sync_path:
+        sync = ssh.sync_request(cfg, fleet.machine, Path(sync_path))
+        data["payload"]["sync"] = sync
+        data["payload"].setdefault("cwd", sync["path"])
     for w in warnings:
         output.warn(w)
-    transitions.create(fleet, [data], sign=fleet.repo.config_get("commit.gpgsign") == "true")
+    transitions.create(fleet, [data], sign=transitions.signs(fleet))
     fleet.refresh_checkout()
     if as_json:
-        output.emit_json(Snapshot(fleet.repo, fleet.repo.rev("refs/remotes/origin/main")).get(data["id"]).to_json())
+        doc = Snapshot(fleet.repo, fleet.repo.rev("refs/remotes/origin/main")).get(data["id"]).to_json()
+        if route is not None:
+            doc["route"] = route.to_json()
+        output.emit_json(doc)
     else:
         output.info(data["id"])
 

@@ -13,13 +13,23 @@ from ..context import AppContext, pass_app
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--remote", metavar="URL", help="Use this remote (empty: push a new fleet to it; a fleet: adopt it).")
 @click.option("--machine", "machine", metavar="NAME", help="This machine's name in the fleet.")
+@click.option("--bare", is_flag=True, help="Make DIRECTORY a self-hosted fleet remote (bare repo, pre-receive hook, no auto-gc).")
 @pass_app
-def init(app: AppContext, directory: Path, remote: str | None, machine: str | None) -> None:
+def init(app: AppContext, directory: Path, remote: str | None, machine: str | None, bare: bool) -> None:
     """Make a fleet clone at DIRECTORY (with no --remote, a local bare repo is its origin)."""
+    if bare:
+        from ..hooks import prepare_bare
+
+        if remote:
+            raise click.UsageError("--bare makes a remote; it takes no --remote")
+        for line in prepare_bare(directory):
+            output.info(line)
+        output.info(f"next, on each machine: fleetq init CLONE --remote {directory.resolve()} (or ssh://HOST{directory.resolve()})")
+        return
     fleet, url = initfleet.init(directory, remote, machine or app.machine)
     output.info(f"fleet ready at {fleet.root} (machine {fleet.machine})")
     output.info(f"origin: {url}")
-    output.info(f"next: fleetq --fleet {fleet.root} assign 'say hello' --set script='echo hello'; fleetq work --once")
+    output.info("next: fleetq assign 'say hello' --set script='echo hello'  then  fleetq work --burst")
 
 
 @click.command()

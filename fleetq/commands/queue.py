@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from .. import history, listing, output
+from ..fsck import rewritten
 from ..context import AppContext, pass_app
 from ..snapshot import Problem
 from ..states import FAILED, NEEDS_HUMAN
@@ -30,6 +31,9 @@ def _snapshot(app: AppContext):
     snap = fleet.snapshot(tolerate_offline=True)
     if fleet.offline:
         output.warn("remote unreachable: showing the queue as of the last fetch")
+    why = rewritten(fleet.repo)
+    if why:
+        output.warn(why)
     return fleet, snap
 
 

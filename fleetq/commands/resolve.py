@@ -7,16 +7,6 @@ from .. import output, transitions
 from ..context import AppContext, pass_app
 
 
-def _print(moves: list[tuple[str, str, str]], as_json: bool) -> None:
-    if as_json:
-        output.emit_json([{"id": i, "from": a, "to": b} for i, a, b in moves])
-    elif not moves:
-        output.info("nothing to change")
-    else:
-        for i, a, b in moves:
-            output.info(f"{i}: {a} -> {b}")
-
-
 @click.command()
 @click.argument("task_id", metavar="ID|all")
 @click.argument("to", required=False, default="done", type=click.Choice(["done", "pending", "failed"]))
@@ -28,7 +18,7 @@ def resolve(app: AppContext, task_id: str, to: str, notes: str | None, as_json: 
     fleet = app.fleet()
     moves = transitions.resolve(fleet, [task_id], to, notes, all_waiting=task_id == "all")
     fleet.refresh_checkout()
-    _print(moves, as_json)
+    output.emit_moves(moves, as_json)
 
 
 @click.command()
@@ -41,7 +31,7 @@ def cancel(app: AppContext, task_ids: tuple[str, ...], reason: str | None, as_js
     fleet = app.fleet()
     moves = transitions.cancel(fleet, list(task_ids), reason)
     fleet.refresh_checkout()
-    _print(moves, as_json)
+    output.emit_moves(moves, as_json)
 
 
 @click.command()

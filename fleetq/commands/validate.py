@@ -17,6 +17,8 @@ def _collect(root: Path, paths: tuple[str, ...]) -> dict[str, bytes]:
         target = target if target.is_absolute() else (Path.cwd() / target)
         if not target.exists():
             raise FleetqError(f"{target}: no such file or directory")
+        if not target.resolve().is_relative_to(root):
+            raise FleetqError(f"{target}: not inside the fleet clone {root}")
         for f in [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file()):
             try:
                 rel = f.resolve().relative_to(root).as_posix()

@@ -40,13 +40,7 @@ def reap(app: AppContext, lease: float | None, as_json: bool) -> None:
     fleet = app.fleet()
     snap = fleet.snapshot()
     moves = reaper.reap(fleet, lease if lease is not None else float(fleet.config(snap).get("lease")))
-    if as_json:
-        output.emit_json([{"id": i, "from": a, "to": b} for i, a, b in moves])
-    elif not moves:
-        output.info("no orphaned claims")
-    else:
-        for i, a, b in moves:
-            output.info(f"{i}: {a} -> {b}")
+    output.emit_moves(moves, as_json, nothing="no orphaned claims")
 
 
 @click.command()
