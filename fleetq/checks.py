@@ -152,12 +152,7 @@ def tree_snapshot(repo: GitRepo, tree: str | None) -> Snapshot:
     return snap
 
 
-def location(path: str) -> states.TaskLocation | None:
-    """The task location of ``path``; None for non-task and badly placed paths."""
-    try:
-        return states.parse_path(path)
-    except states.BadPath:
-        return None
+location = states.location
 
 
 def touched_ids(paths: Iterable[str]) -> set[str]:

@@ -47,11 +47,12 @@ class MachineSpec:
         }
 
 
-def _names(value: Any, where: str) -> list[str]:
+def names_list(value: Any, where: str, file: str = MACHINES) -> list[str]:
+    """A YAML list of names, or a clear error naming the file and the key."""
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise FleetqError(f"{MACHINES}: {where} must be a list of names")
+        raise FleetqError(f"{file}: {where} must be a list of names")
     return list(value)
 
 
@@ -72,10 +73,10 @@ def parse_machines(data: Any) -> dict[str, MachineSpec]:
         out[str(name)] = MachineSpec(
             name=str(name),
             os=str(spec.get("os") or ""),
-            capabilities=_names(spec.get("capabilities"), f"'{name}'.capabilities"),
-            agents=_names(spec.get("agents"), f"'{name}'.agents"),
+            capabilities=names_list(spec.get("capabilities"), f"'{name}'.capabilities"),
+            agents=names_list(spec.get("agents"), f"'{name}'.agents"),
             slots=slots,
-            aliases=_names(spec.get("aliases"), f"'{name}'.aliases"),
+            aliases=names_list(spec.get("aliases"), f"'{name}'.aliases"),
             host=spec.get("host") or spec.get("ssh") or spec.get("tailscale_ip"),
             extra={k: v for k, v in spec.items() if k not in known},
         )

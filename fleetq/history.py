@@ -34,7 +34,7 @@ def task_events(repo: GitRepo, task_id: str) -> list[Event]:
     for entry in repo.log(paths, rev=TRACKING):
         removed = added = modified = None
         for status, _, path in entry.files:
-            loc = _loc(path)
+            loc = states.location(path)
             if loc is None or loc.task_id != task_id:
                 continue
             if status.startswith("D"):
@@ -58,9 +58,3 @@ def task_events(repo: GitRepo, task_id: str) -> list[Event]:
         ))
     return events
 
-
-def _loc(path: str) -> states.TaskLocation | None:
-    try:
-        return states.parse_path(path)
-    except states.BadPath:
-        return None

@@ -82,12 +82,7 @@ def _empty_target(path: Path) -> None:
 
 def _register_plan(machine: str) -> Any:
     def plan(snap: Snapshot) -> Plan | None:
-        raw = snap.read(MACHINES)
-        doc = yamlio.load_rt(raw, MACHINES) if raw else None
-        if doc is None:
-            doc = yamlio.to_rt({"machines": {}})
-        if doc.get("machines") is None:
-            doc["machines"] = yamlio.to_rt({})
+        doc = yamlio.load_rt_section(snap.read(MACHINES), MACHINES, "machines")
         names = set(doc["machines"])
         for spec in doc["machines"].values():
             names.update((spec or {}).get("aliases") or [])

@@ -110,12 +110,7 @@ def due(schedules: list[Schedule], last: dict[str, float], now: dt.datetime) -> 
 
 
 def edit_doc(raw: bytes | None) -> Any:
-    doc = yamlio.load_rt(raw, SCHEDULES) if raw else None
-    if not isinstance(doc, dict):
-        doc = yamlio.to_rt({"schedules": {}})
-    if doc.get("schedules") is None:
-        doc["schedules"] = yamlio.to_rt({})
-    return doc
+    return yamlio.load_rt_section(raw, SCHEDULES, "schedules")
 
 
 def add_change(snap: Snapshot, s: Schedule, *, replace: bool = False) -> dict[str, bytes]:

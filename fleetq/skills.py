@@ -17,7 +17,7 @@ from typing import Any
 
 from . import yamlio
 from .cas import Plan
-from .config import MACHINES, FleetConfig, MachineSpec
+from .config import MACHINES, FleetConfig, MachineSpec, names_list
 from .errors import Conflict, FleetqError, NotFound, UsageError
 from .heartbeat import Beat
 from .snapshot import Snapshot
@@ -51,14 +51,6 @@ class Skill:
         return dict(self.__dict__)
 
 
-def _strs(value: Any, where: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise FleetqError(f"{SKILLS}: {where} must be a list of names")
-    return list(value)
-
-
 def parse_registry(data: Any) -> dict[str, Skill]:
     if data is None:
         return {}
@@ -78,8 +70,8 @@ def parse_registry(data: Any) -> dict[str, Skill]:
             name=str(name), category=str(spec.get("category") or "custom"), description=str(spec.get("description") or ""),
             check=str(spec["check"]) if spec.get("check") else None,
             install={str(k): str(v) for k, v in install.items() if v},
-            task_types=_strs(spec.get("task_types"), f"'{name}'.task_types"),
-            keywords=_strs(spec.get("keywords"), f"'{name}'.keywords"),
+            task_types=names_list(spec.get("task_types"), f"'{name}'.task_types", SKILLS),
+            keywords=names_list(spec.get("keywords"), f"'{name}'.keywords", SKILLS),
             handler=str(spec["handler"]) if spec.get("handler") else None,
         )
     return out
@@ -236,12 +228,7 @@ def create_plan(new: NewSkill) -> Callable[[Snapshot], Plan]:
     new.validate()
 
     def plan(snap: Snapshot) -> Plan:
-        raw = snap.read(SKILLS)
-        doc = yamlio.load_rt(raw, SKILLS) if raw else None
-        if doc is None:
-            doc = yamlio.to_rt({"skills": {}})
-        if doc.get("skills") is None:
-            doc["skills"] = yamlio.to_rt({})
+        doc = yamlio.load_rt_section(snap.read(SKILLS), SKILLS, "skills")
         if new.name in doc["skills"]:
             raise Conflict(f"skill '{new.name}' is already in {SKILLS}")
         if snap.read(new.handler_path) is not None:

@@ -81,3 +81,11 @@ def parse_path(path: str) -> TaskLocation | None:
         raise BadPath(f"{path}: task files sit directly in queue/{state}/" + (
             " or in a queue/done/YYYY-MM-DD/ shard" if state == DONE else ""))
     return TaskLocation(state, tid, None)
+
+
+def location(path: str) -> TaskLocation | None:
+    """The task location of ``path``; None for non-task and badly placed paths."""
+    try:
+        return parse_path(path)
+    except BadPath:
+        return None

@@ -187,7 +187,8 @@ class Worker:
         self._check_running(snap)
         if self.dropped:
             self._take_dropped(snap)
-        self._fire_schedules(snap)
+        if claim:  # schedules fire in passes that may claim (not in --once's later passes)
+            self._fire_schedules(snap)
         orphans = self._orphans(snap)
         handbacks = self._handbacks()
         if not (results or orphans or handbacks) and free == 0:

@@ -101,6 +101,18 @@ def load_safe(data: bytes | str, where: str = "<yaml>") -> Any:
     return _load(_SAFE, data, where)
 
 
+def load_rt_section(raw: bytes | None, where: str, key: str) -> Any:
+    """A config file for editing (round-trip), with ``key`` guaranteed to hold a mapping."""
+    doc = load_rt(raw, where) if raw else None
+    if not isinstance(doc, dict):
+        doc = to_rt({key: {}})
+    if doc.get(key) is None:
+        doc[key] = to_rt({})
+    if not isinstance(doc[key], dict):
+        raise YamlError(f"{where}: '{key}' must be a mapping")
+    return doc
+
+
 def dump_rt(data: Any) -> str:
     buf = io.StringIO()
     with _LOCK:

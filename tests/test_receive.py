@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleets, git
-from workers import WorkerProc, add, states_of, tasks
+from workers import WorkerProc, add, run_to_end, states_of, tasks
 
 from fleetq import hooks, initfleet, transitions
 from fleetq.config import MachineSpec
@@ -226,12 +226,7 @@ def test_fleetq_traffic_passes_the_hook(guarded: Fleets, cli) -> None:
     w1, w2 = guarded.clone("w1"), guarded.clone("w2")
     add(f, tasks(8, "ok"))
     procs = [WorkerProc(c, "--burst", "--slots", "2") for c in (w1, w2)]
-    try:
-        for p in procs:
-            assert p.wait(90) == 0, p.log
-    finally:
-        for p in procs:
-            p.stop()
+    run_to_end(*procs, timeout=90)
     for p in procs:
         assert "hook" not in p.log and "refused" not in p.log, p.log
     states = states_of(f)

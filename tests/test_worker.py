@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleets, git
-from workers import WorkerProc, add, set_file, set_machines, states_of, tasks, wait_for
+from workers import WorkerProc, add, run_to_end, set_file, set_machines, states_of, tasks, wait_for
 
 from fleetq import transitions
 from fleetq.heartbeat import Observer
@@ -35,13 +35,7 @@ def test_three_workers_drain_thirty_tasks_exactly_once(fleets: Fleets, tmp_path:
     script = f'echo "$FLEETQ_TASK_ID $FLEETQ_MACHINE $FLEETQ_ATTEMPT" >> {ledger}; sleep 0.05'
     clones = [fleets.clone(f"w{i}") for i in range(3)]
     add(fleets.first, tasks(30, payload={"script": script}))
-    procs = [WorkerProc(c, "--burst", "--slots", "3") for c in clones]
-    try:
-        for p in procs:
-            assert p.wait(120) == 0, p.log
-    finally:
-        for p in procs:
-            p.stop()
+    run_to_end(*[WorkerProc(c, "--burst", "--slots", "3") for c in clones], timeout=120)
     runs = [line.split() for line in ledger.read_text().splitlines()]
     counts = Counter(r[0] for r in runs)
     assert len(counts) == 30 and set(counts.values()) == {1}, counts
@@ -105,11 +99,7 @@ def test_timeout_kills_the_process_tree(fleets: Fleets, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     add(fleets.first, tasks(1, "o", timeout=1, max_attempts=1,
                             payload={"script": f"sleep 60 & echo $! >> {pids}; sleep 60 & echo $! >> {pids}; wait"}))
-    proc = WorkerProc(w, "--burst")
-    try:
-        assert proc.wait(60) == 0
-    finally:
-        proc.stop()
+    run_to_end(WorkerProc(w, "--burst"), timeout=60)
     t = fleets.first.snapshot().get("o000")
     assert t.state == "failed" and t.result.get("timed_out") is True, t.result
     assert t.result["duration"] < 10
@@ -128,13 +118,7 @@ def test_targeting_and_capabilities_across_workers(fleets: Fleets, tmp_path: Pat
     add(fleets.first, tasks(3, "pin", target="mac", payload={"script": script})
         + tasks(3, "req", requires=["docker"], payload={"script": script})
         + tasks(2, "ios", type="ios_build", payload={"command": script, "cwd": str(tmp_path)}))
-    procs = [WorkerProc(c, "--burst") for c in (mac, linux)]
-    try:
-        for p in procs:
-            assert p.wait(60) == 0, p.log
-    finally:
-        for p in procs:
-            p.stop()
+    run_to_end(*[WorkerProc(c, "--burst") for c in (mac, linux)], timeout=60)
     where = dict(line.split() for line in ledger.read_text().splitlines())
     assert all(where[f"pin{i:03d}"] == "mac" for i in range(3))
     assert all(where[f"req{i:03d}"] == "linux" for i in range(3))
@@ -189,11 +173,7 @@ def test_results_survive_a_cut_remote_and_a_killed_worker(fleets: Fleets, tmp_pa
         p.stop()
     hidden.rename(remote)
     assert states_of(fleets.first)["j000"] == "claimed"
-    p = WorkerProc(w, "--burst")
-    try:
-        assert p.wait(60) == 0, p.log
-    finally:
-        p.stop()
+    run_to_end(WorkerProc(w, "--burst"), timeout=60)
     t = fleets.first.snapshot().get("j000")
     assert t.state == "done" and t.attempts == 1
     assert runs.read_text().count("run") == 1, "a finished task ran again"
@@ -228,16 +208,9 @@ def test_schedule_fires_once_across_three_workers(fleets: Fleets, tmp_path: Path
     long_ago = time.time() - 600  # every worker last looked 10 minutes ago: 10 missed fires
     for c in clones:
         (c.state_dir / "schedules.yaml").write_text(f"tick: {long_ago}\n")
-    procs = [WorkerProc(c, "--once") for c in clones]
-    try:
-        for p in procs:
-            assert p.wait(60) == 0, p.log
-    finally:
-        for p in procs:
-            p.stop()
+    run_to_end(*[WorkerProc(c, "--once") for c in clones], timeout=60)
     ids = [i for i in states_of(fleets.first) if i.startswith("sched-tick-")]
     assert len(ids) == 1, ids  # one catch-up, created once
-    wait_for(lambda: ledger.exists() or WorkerProc(clones[0], "--burst").wait(30) == 0 and ledger.exists(), 60)
     assert ledger.read_text().split() == ids
 
 
@@ -246,11 +219,7 @@ def test_handler_crash_and_unknown_type_go_to_needs_human(fleets: Fleets) -> Non
     set_machines(fleets.first, {"w": {"capabilities": GENERIC + ["boom", "nosuch"]}})
     set_file(fleets.first, "handlers/boom.py", "def run(ctx):\n    raise RuntimeError('kaboom')\n")
     add(fleets.first, tasks(1, "boom", type="boom") + tasks(1, "nosuch", type="nosuch") + tasks(1, "fine"))
-    p = WorkerProc(w, "--burst")
-    try:
-        assert p.wait(60) == 0, p.log
-    finally:
-        p.stop()
+    run_to_end(WorkerProc(w, "--burst"), timeout=60)
     snap = fleets.first.snapshot()
     boom, nosuch = snap.get("boom000"), snap.get("nosuch000")
     assert boom.state == "needs_human" and "kaboom" in boom.result["error"]
@@ -267,11 +236,7 @@ def test_custom_handler_from_the_fleet_repo(fleets: Fleets) -> None:
              "def run(ctx):\n"
              "    return HandlerResult('done', exit_code=0, stdout_tail='hello ' + ctx.payload['who'] + ' ' + ctx.env['FLEETQ_ATTEMPT'])\n")
     add(fleets.first, tasks(1, "g", type="greet", payload={"who": "world"}))
-    p = WorkerProc(w, "--burst")
-    try:
-        assert p.wait(60) == 0, p.log
-    finally:
-        p.stop()
+    run_to_end(WorkerProc(w, "--burst"), timeout=60)
     assert fleets.first.snapshot().get("g000").result["stdout_tail"] == "hello world 1"
 
 
@@ -343,11 +308,7 @@ def test_agent_tasks_run_with_the_real_argv_contract(fleets: Fleets, tmp_path: P
     ])
     env = fake_env(tmp_path, FAKE_AGENT_LOG=str(calls), FAKE_AGENT_WRITE="made.txt=by agent")
     env["HOME"] = os.environ["HOME"]
-    p = WorkerProc(w, "--burst", env=env)
-    try:
-        assert p.wait(60) == 0, p.log
-    finally:
-        p.stop()
+    run_to_end(WorkerProc(w, "--burst", env=env), timeout=60)
     snap = fleets.first.snapshot()
     cl, ge, co = snap.get("cl000"), snap.get("ge000"), snap.get("co000")
     assert cl.state == ge.state == co.state == "done", (cl.result, ge.result, co.result)

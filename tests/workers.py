@@ -59,6 +59,16 @@ class WorkerProc:
         self._log.close()
 
 
+def run_to_end(*procs: WorkerProc, timeout: float = 60) -> None:
+    """Wait for `--burst`/`--once` workers to exit 0; stop them whatever happens."""
+    try:
+        for p in procs:
+            assert p.wait(timeout) == 0, p.log
+    finally:
+        for p in procs:
+            p.stop()
+
+
 def tasks(n: int, prefix: str = "t", **fields: Any) -> list[dict[str, Any]]:
     now = fmt_time(now_utc())
     base = {"type": "run_script", "created_at": now, "payload": {"script": "true"}}
