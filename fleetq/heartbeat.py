@@ -22,6 +22,7 @@ from .gitrepo import MACHINE_REFS
 from .task import fmt_time, now_utc, parse_time
 
 STATE_FILE = "state.yaml"
+RECENT = 30.0  # seconds: a ref change seen within this of our previous look is dated by our clock
 
 
 def ref_of(machine: str) -> str:
@@ -98,7 +99,9 @@ class Observer:
         refs = repo.refs_under(MACHINE_REFS)
         seen = self._load()
         now = time.time()
-        changed = False
+        last = float(seen.get("#last_read") or 0.0)
+        recent = now - last < RECENT
+        seen["#last_read"] = now
         beats: dict[str, Beat] = {}
         for ref, sha in refs.items():
             name = ref[len(MACHINE_REFS) + 1:]
@@ -106,17 +109,20 @@ class Observer:
             state = self._state(sha)
             if not isinstance(prev, dict) or prev.get("sha") != sha:
                 stamp = parse_time(state.get("time"))
-                observed = isinstance(prev, dict)  # we watched it change: judge by our clock
-                first = now if observed or stamp is None else min(now, stamp.timestamp())
+                # Watched it change since a recent look: our own clock dates it. Otherwise it changed
+                # some time since our last look; its own time stamp, kept within that window, dates it.
+                observed = isinstance(prev, dict) and recent
+                if observed or stamp is None:
+                    first = now
+                else:
+                    first = min(now, max(stamp.timestamp(), last if isinstance(prev, dict) else 0.0))
                 seen[name] = {"sha": sha, "at": first, "observed": observed}
-                changed = True
             entry = seen[name]
             beats[name] = Beat(name, sha, state, max(0.0, now - float(entry["at"])), bool(entry.get("observed")))
-        if changed:
-            try:
-                yamlio.write_file(self.path, seen)
-            except FleetqError:
-                pass  # observations are a cache; a full disk must not stop the worker
+        try:
+            yamlio.write_file(self.path, seen)
+        except FleetqError:
+            pass  # observations are a cache; a full disk must not stop the worker
         return beats
 
     def silent_for(self, machine: str) -> float:

@@ -69,3 +69,27 @@ def test_schedule_add_list_rm(fleets: Fleets, cli) -> None:
     assert cli("--fleet", root, "schedule", "rm", "nightly").code == 0
     assert json.loads(cli("--fleet", root, "schedule", "list", "--json").out) == []
     assert cli("--fleet", root, "schedule", "rm", "nightly").code == 2
+
+
+def test_a_change_seen_after_a_long_gap_is_dated_by_its_own_stamp(fleets: Fleets, monkeypatch) -> None:
+    """Nobody looked for 10 minutes; a machine beat once 8 minutes ago and died: it is not fresh."""
+    import datetime as dt
+
+    from fleetq import heartbeat, yamlio
+
+    ghost = fleets.clone("ghost")
+    obs = heartbeat.Observer(fleets.first)
+    beat(ghost, {"seq": 1})
+    assert obs.read()["ghost"].age < 5  # a first sighting of a fresh beat
+    seen = yamlio.read_file(obs.path)
+    seen["#last_read"] = time.time() - 600
+    yamlio.write_file(obs.path, seen)
+    eight_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=8)
+    monkeypatch.setattr(heartbeat, "now_utc", lambda: eight_ago)
+    beat(ghost, {"seq": 2})
+    b = obs.read()["ghost"]
+    assert 470 < b.age < 500 and not b.alive(60)
+    monkeypatch.undo()
+    beat(ghost, {"seq": 3})  # watched change right after a recent look: our clock dates it
+    b = obs.read()["ghost"]
+    assert b.observed and b.age < 5
