@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
-from tabulate import tabulate
 
 
 def emit_json(obj: Any) -> None:
@@ -15,6 +14,8 @@ def emit_json(obj: Any) -> None:
 
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
+    from tabulate import tabulate  # imported on use: it costs ~15 ms of every start-up
+
     rows = list(rows)
     if not rows:
         return ""
