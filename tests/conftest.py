@@ -46,6 +46,22 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, s
     return env
 
 
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A child environment with the fake agent CLIs first on PATH, logging their calls."""
+    from fakes.support import fake_env
+
+    return fake_env(tmp_path, FAKE_AGENT_LOG=str(tmp_path / "calls.jsonl"))
+
+
+@pytest.fixture
+def proj(tmp_path: Path) -> Path:
+    """An empty project directory for agents and handlers to work in."""
+    d = tmp_path / "proj"
+    d.mkdir()
+    return d
+
+
 @dataclass
 class CliResult:
     code: int

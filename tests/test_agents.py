@@ -17,21 +17,9 @@ from fleetq.agents import BUILTIN_AGENTS, build_argv, installed_agents, load_age
 from fleetq.commands.agent import commands
 from fleetq.errors import FleetqError
 from fakes.openai_server import FakeOpenAI
-from fakes.support import ROOT, fake_env
+from fakes.support import ROOT
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return fake_env(tmp_path, FAKE_AGENT_LOG=str(tmp_path / "calls.jsonl"))
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    d = tmp_path / "proj"
-    d.mkdir()
-    return d
 
 
 def calls(tmp_path: Path) -> list[dict]:
@@ -117,8 +105,8 @@ def test_installed_agents(tmp_path: Path, env: dict[str, str]) -> None:
 
 # ---------------------------------------------------------------- the CLI agents
 
-def test_claude(tmp_path: Path, env: dict[str, str], work: Path) -> None:
-    res = go("claude", "say pong", env, work, tmp_path, model="claude-opus-4-5")
+def test_claude(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
+    res = go("claude", "say pong", env, proj, tmp_path, model="claude-opus-4-5")
     assert res.outcome == "done" and res.exit_code == 0, res
     x = res.extra
     assert (x["reply"], x["cost_usd"], x["input_tokens"], x["output_tokens"]) == ("pong", 0.0123, 11, 7)
@@ -126,12 +114,12 @@ def test_claude(tmp_path: Path, env: dict[str, str], work: Path) -> None:
     [call] = calls(tmp_path)
     assert call["argv"] == ["-p", "say pong", "--dangerously-skip-permissions", "--output-format", "json",
                             "--model", "claude-opus-4-5"]
-    assert Path(call["cwd"]) == work.resolve()
+    assert Path(call["cwd"]) == proj.resolve()
     assert "pong" in (tmp_path / "run.log").read_text()
 
 
-def test_gemini(tmp_path: Path, env: dict[str, str], work: Path) -> None:
-    res = go("gemini", "summarise", env, work, tmp_path, model="gemini-2.5-flash")
+def test_gemini(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
+    res = go("gemini", "summarise", env, proj, tmp_path, model="gemini-2.5-flash")
     assert res.outcome == "done", res
     assert res.extra["reply"] == "gemini did: summarise"
     assert (res.extra["input_tokens"], res.extra["output_tokens"], res.extra["model"]) == (21, 5, "gemini-2.5-flash")
@@ -139,8 +127,8 @@ def test_gemini(tmp_path: Path, env: dict[str, str], work: Path) -> None:
                                           "-m", "gemini-2.5-flash"]
 
 
-def test_codex_reads_the_last_message_file(tmp_path: Path, env: dict[str, str], work: Path) -> None:
-    res = go("codex", "-refactor {this}", env, work, tmp_path)
+def test_codex_reads_the_last_message_file(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
+    res = go("codex", "-refactor {this}", env, proj, tmp_path)
     assert res.outcome == "done", res
     assert res.extra["reply"] == "codex did: -refactor {this}" and res.extra["total_tokens"] == 1234
     argv = calls(tmp_path)[0]["argv"]
@@ -162,40 +150,40 @@ def test_no_cwd_runs_in_home(tmp_path: Path, env: dict[str, str]) -> None:
     assert calls(tmp_path)[0]["cwd"] == env["HOME"]
 
 
-def test_nonzero_exit_is_failed_with_tails(tmp_path: Path, env: dict[str, str], work: Path) -> None:
+def test_nonzero_exit_is_failed_with_tails(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
     env["FAKE_AGENT_EXIT"] = "3"
-    res = go("codex", "x", env, work, tmp_path)
+    res = go("codex", "x", env, proj, tmp_path)
     assert res.outcome == "failed" and res.exit_code == 3
     assert "fake codex failed on purpose" in res.error and "fake codex failed" in res.stderr_tail
     assert not res.extra.get("usage_limit")
 
 
 @pytest.mark.parametrize("agent", ["claude", "gemini", "codex"])
-def test_usage_limit_is_flagged(tmp_path: Path, env: dict[str, str], work: Path, agent: str) -> None:
+def test_usage_limit_is_flagged(tmp_path: Path, env: dict[str, str], proj: Path, agent: str) -> None:
     env["FAKE_AGENT_LIMIT"] = "1"
-    res = go(agent, "x", env, work, tmp_path)
+    res = go(agent, "x", env, proj, tmp_path)
     assert res.outcome == "failed" and res.extra["usage_limit"] is True
     assert res.error.startswith("usage limit reached")
 
 
-def test_claude_is_error_with_exit_zero_is_failed(tmp_path: Path, env: dict[str, str], work: Path) -> None:
+def test_claude_is_error_with_exit_zero_is_failed(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
     doc = {"type": "result", "subtype": "error_max_turns", "is_error": True, "result": "gave up", "session_id": "s"}
     agents = {"c": {"kind": "cli", "argv": [sys.executable, "-c", f"print({json.dumps(json.dumps(doc))})"],
                     "output": "claude-json"}}
-    res = go("c", "x", env, work, tmp_path, agents=agents)
+    res = go("c", "x", env, proj, tmp_path, agents=agents)
     assert res.outcome == "failed" and res.exit_code == 0 and "gave up" in res.error
 
 
-def test_custom_text_agent_with_stdin_and_env(tmp_path: Path, env: dict[str, str], work: Path) -> None:
+def test_custom_text_agent_with_stdin_and_env(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
     agents = {"cat": {"kind": "cli", "argv": ["sh", "-c", 'cat; echo " $GREETING"'], "stdin": "{prompt}",
                       "env": {"GREETING": "hello"}, "output": "text"}}
-    res = go("cat", "a long prompt", env, work, tmp_path, agents=agents)
+    res = go("cat", "a long prompt", env, proj, tmp_path, agents=agents)
     assert res.outcome == "done" and res.extra["reply"] == "a long prompt hello"
 
 
-def test_reply_is_bounded_for_the_task_file(tmp_path: Path, env: dict[str, str], work: Path) -> None:
+def test_reply_is_bounded_for_the_task_file(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
     env["FAKE_AGENT_REPLY"] = "y" * 100
-    res = go("claude", "x", env, work, tmp_path, reply_limit=10)
+    res = go("claude", "x", env, proj, tmp_path, reply_limit=10)
     assert res.extra["reply"] == "y" * 10 and res.extra["reply_truncated"] is True
 
 
@@ -209,25 +197,25 @@ def test_needs_human(tmp_path: Path, env: dict[str, str], name: str, cwd, messag
     assert res.outcome == "needs_human" and message in res.error
 
 
-def test_not_installed_is_needs_human(tmp_path: Path, env: dict[str, str], work: Path) -> None:
-    res = go("claude", "x", {**env, "PATH": str(tmp_path)}, work, tmp_path)
+def test_not_installed_is_needs_human(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
+    res = go("claude", "x", {**env, "PATH": str(tmp_path)}, proj, tmp_path)
     assert res.outcome == "needs_human" and "not installed" in res.error and "'claude' not found" in res.error
-    assert go(None, "x", {**env, "PATH": str(tmp_path)}, work, tmp_path).error.startswith("no agent is installed")
+    assert go(None, "x", {**env, "PATH": str(tmp_path)}, proj, tmp_path).error.startswith("no agent is installed")
 
 
-def test_default_agent_is_the_first_installed(tmp_path: Path, env: dict[str, str], work: Path) -> None:
-    res = go(None, "x", env, work, tmp_path)
+def test_default_agent_is_the_first_installed(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
+    res = go(None, "x", env, proj, tmp_path)
     assert res.outcome == "done" and res.extra["agent"] == "claude"
 
 
-def test_timeout_and_cancel(tmp_path: Path, env: dict[str, str], work: Path) -> None:
+def test_timeout_and_cancel(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
     env["FAKE_AGENT_SLEEP"] = "30"
     t0 = time.monotonic()
-    res = go("claude", "x", env, work, tmp_path, timeout=0.5)
+    res = go("claude", "x", env, proj, tmp_path, timeout=0.5)
     assert res.outcome == "failed" and res.extra["timed_out"] and "timed out" in res.error
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
-    res = go("gemini", "x", env, work, tmp_path, cancel=cancel)
+    res = go("gemini", "x", env, proj, tmp_path, cancel=cancel)
     assert res.outcome == "failed" and res.error == "cancelled"
     assert time.monotonic() - t0 < 6
 
@@ -245,10 +233,10 @@ def test_parse_output_tolerates_noise() -> None:
 
 # ---------------------------------------------------------------- groq (http)
 
-def test_groq_over_http(tmp_path: Path, env: dict[str, str], work: Path) -> None:
+def test_groq_over_http(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
     with FakeOpenAI(key="sekrit") as srv:
         env.update(GROQ_API_KEY="sekrit", GROQ_BASE_URL=srv.base_url)
-        res = go("groq", "say pong", env, work, tmp_path)
+        res = go("groq", "say pong", env, proj, tmp_path)
         assert res.outcome == "done", res
         x = res.extra
         assert (x["reply"], x["input_tokens"], x["output_tokens"]) == ("pong", 17, 3)
@@ -256,28 +244,28 @@ def test_groq_over_http(tmp_path: Path, env: dict[str, str], work: Path) -> None
         [(path, headers, body)] = srv.requests
         assert path == "/openai/v1/chat/completions" and headers["Authorization"] == "Bearer sekrit"
         assert body == {"model": "llama-3.3-70b-versatile", "messages": [{"role": "user", "content": "say pong"}]}
-        res = go("groq", "x", env, work, tmp_path, model="llama-3.1-8b-instant")
+        res = go("groq", "x", env, proj, tmp_path, model="llama-3.1-8b-instant")
         assert res.extra["model"] == "llama-3.1-8b-instant"
 
 
-def test_groq_errors(tmp_path: Path, env: dict[str, str], work: Path) -> None:
+def test_groq_errors(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
     with FakeOpenAI(key="sekrit") as srv:
         env.update(GROQ_API_KEY="wrong", GROQ_BASE_URL=srv.base_url)
-        res = go("groq", "x", env, work, tmp_path)
+        res = go("groq", "x", env, proj, tmp_path)
         assert res.outcome == "failed" and "HTTP 401" in res.error and "Invalid API Key" in res.error
         env["GROQ_API_KEY"] = "sekrit"
         srv.status = 429
-        res = go("groq", "x", env, work, tmp_path)
+        res = go("groq", "x", env, proj, tmp_path)
         assert res.outcome == "failed" and res.extra["usage_limit"] is True
         srv.status, srv.delay = 200, 3
         t0 = time.monotonic()
-        res = go("groq", "x", env, work, tmp_path, timeout=0.3)
+        res = go("groq", "x", env, proj, tmp_path, timeout=0.3)
         assert res.error == "timed out after 0.3s" and time.monotonic() - t0 < 1.5
         cancel = threading.Event()
         cancel.set()
-        assert go("groq", "x", env, work, tmp_path, cancel=cancel).error == "cancelled"
+        assert go("groq", "x", env, proj, tmp_path, cancel=cancel).error == "cancelled"
     env["GROQ_BASE_URL"] = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
-    assert "cannot reach" in go("groq", "x", env, work, tmp_path, timeout=5).error
+    assert "cannot reach" in go("groq", "x", env, proj, tmp_path, timeout=5).error
 
 
 # ---------------------------------------------------------------- fleetq run / fleetq test
@@ -292,8 +280,8 @@ def cli(tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
     return invoke
 
 
-def test_cli_run(cli, tmp_path: Path, work: Path) -> None:
-    r = cli("run", "claude", "say", "pong", "--cwd", str(work))
+def test_cli_run(cli, tmp_path: Path, proj: Path) -> None:
+    r = cli("run", "claude", "say", "pong", "--cwd", str(proj))
     assert r.exit_code == 0 and r.output.strip() == "pong"
     r = cli("run", "gemini", "hello", "--json", "--model", "m1")
     assert r.exit_code == 0

@@ -15,22 +15,10 @@ from fleetq.agents import load_agents
 from fleetq.errors import FleetqError
 from fleetq.handlerapi import HandlerContext, HandlerResult, Stop, guard, pick_recipe, resolve_dir
 from fleetq.handlers_loader import available_types, handler_timeout, load_handler
-from fakes.support import ensure_handlers_package, fake_env
+from fakes.support import ensure_handlers_package
 
 ensure_handlers_package()
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return fake_env(tmp_path, FAKE_AGENT_LOG=str(tmp_path / "calls.jsonl"))
-
-
-@pytest.fixture
-def proj(tmp_path: Path) -> Path:
-    d = tmp_path / "proj"
-    d.mkdir()
-    return d
 
 
 def make_ctx(tmp_path: Path, env: dict[str, str], task_type: str, payload: dict, **task) -> HandlerContext:
