@@ -81,6 +81,7 @@ class GitRepo:
         self.git_dir = Path(self.repo.git_dir)
         self._identity: tuple[str, str] | None = None
         self._trees: dict[str, list[Entry]] = {}
+        self.forced_update = False  # the last fetch found main rewritten (force-pushed)
 
     # -- subprocess plumbing --
     def _run(self, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
@@ -124,7 +125,9 @@ class GitRepo:
         specs = [f"+refs/heads/{BRANCH}:{TRACKING}"]
         if machines:
             specs.append(f"+{MACHINE_REFS}/*:{MACHINE_REFS}/*")
-        status, _, err = self._run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", REMOTE, *specs)
+        # Not --quiet: git's ref-update lines tell a forced update of main at no extra cost.
+        status, _, err = self._run("fetch", "--no-tags", "--no-write-fetch-head", REMOTE, *specs)
+        self.forced_update = any("forced update" in ln and TRACKING.split("/", 2)[2] in ln for ln in err.splitlines())
         if status != 0:
             if "couldn't find remote ref" in err:
                 return None

@@ -265,7 +265,7 @@ class Worker:
                 return local
         with self.fleet.lock:
             head = repo.fetch()
-        if head != local:
+        if repo.forced_update:
             why = rewritten(repo)
             if why:
                 log.error("%s", why)
