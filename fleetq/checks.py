@@ -10,7 +10,7 @@ from . import redact, states, task as taskmod, yamlio
 from .config import MACHINES, SETTINGS, parse_machines
 from .errors import FleetqError, InvalidTask
 from .gitrepo import GitRepo
-from .snapshot import Snapshot
+from .snapshot import Problem, Snapshot
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,7 @@ class Finding:
     path: str
     reason: str
 
-    def __str__(self) -> str:
-        return self.reason if self.reason.startswith(self.path) else f"{self.path}: {self.reason}"
+    __str__ = Problem.__str__
 
 
 def check_task_file(path: str, raw: bytes) -> list[Finding]:

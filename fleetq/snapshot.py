@@ -15,8 +15,13 @@ _PARSED: dict[tuple[str, str], taskmod.Task] = {}  # (blob, path) -> Task; blobs
 
 @dataclass(frozen=True)
 class Problem:
+    """A file in the tree that is not a valid task: its path and one readable reason."""
+
     path: str
     reason: str
+
+    def __str__(self) -> str:
+        return self.reason if self.reason.startswith(self.path) else f"{self.path}: {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ def _warn(v: View) -> None:
     if v.warning:
         output.warn(v.warning)
     for p in v.problems:
-        output.warn(p.reason if p.reason.startswith(p.path) else f"{p.path}: {p.reason}")
+        output.warn(str(p))
 
 
 def _pct(x: object) -> str:

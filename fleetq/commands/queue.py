@@ -15,7 +15,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 
 def _report(problems: list[Problem]) -> None:
     for p in problems:
-        output.warn(f"{p.reason}" if p.reason.startswith(p.path) else f"{p.path}: {p.reason}")
+        output.warn(str(p))
 
 
 def _row(t: Task) -> list[str]:
