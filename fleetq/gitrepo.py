@@ -81,6 +81,7 @@ class GitRepo:
         self.git_dir = Path(self.repo.git_dir)
         self._identity: tuple[str, str] | None = None
         self._trees: dict[str, list[Entry]] = {}
+        self._names: dict[str, dict[str, Entry]] = {}
         self.forced_update = False  # the last fetch found main rewritten (force-pushed)
 
     # -- subprocess plumbing --
@@ -239,14 +240,21 @@ class GitRepo:
 
     def lookup(self, tree: str, path: str) -> Entry | None:
         """The entry at ``path`` below ``tree``, or None."""
-        cur = Entry("", True, tree)
+        cur: Entry | None = Entry("", True, tree)
         for part in [p for p in path.split("/") if p]:
-            if not cur.is_tree:
+            if cur is None or not cur.is_tree:
                 return None
-            cur = next((e for e in self.entries(cur.sha) if e.name == part), None)  # type: ignore[assignment]
-            if cur is None:
-                return None
+            cur = self.names(cur.sha).get(part)
         return cur
+
+    def names(self, tree: str) -> dict[str, Entry]:
+        """A tree's entries by name (cached like ``entries``): lookups in a 100,000-file shard stay O(1)."""
+        hit = self._names.get(tree)
+        if hit is None:
+            if len(self._names) > 4096:
+                self._names.clear()
+            hit = self._names[tree] = {e.name: e for e in self.entries(tree)}
+        return hit
 
     def walk_blobs(self, tree: str, prefix: str = "") -> Iterator[tuple[str, str]]:
         """(path, blob sha) for every file below ``tree``."""

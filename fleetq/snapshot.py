@@ -119,9 +119,9 @@ class Snapshot:
             if e is not None and not e.is_tree:
                 found.append(Ref(TaskLocation(state, task_id), e.sha))
         for day in self.done_days():
-            for e in self._dir(f"{states.QUEUE}/{DONE}/{day}"):
-                if e.name == f"{task_id}.yaml":
-                    found.append(Ref(TaskLocation(DONE, task_id, day), e.sha))
+            e = self.repo.lookup(self.tree, f"{states.QUEUE}/{DONE}/{day}/{task_id}.yaml")
+            if e is not None and not e.is_tree:
+                found.append(Ref(TaskLocation(DONE, task_id, day), e.sha))
         e = self.repo.lookup(self.tree, f"{states.QUEUE}/{DONE}/{task_id}.yaml") if self.tree else None
         if e is not None and not e.is_tree:
             found.append(Ref(TaskLocation(DONE, task_id), e.sha))

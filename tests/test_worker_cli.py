@@ -19,10 +19,11 @@ def test_reap_hands_back_a_silent_machines_claims(fleets: Fleets, cli) -> None:
     seat = Seat(MachineSpec("ghost", capabilities=["run_script"]))
     assert len(transitions.claim(ghost, seat, 3)) == 3
     beat(ghost, {"seq": 1, "running": []})  # one heartbeat, then silence
-    res = cli("--fleet", fleets.first.root, "reap", "--lease", "1")
+    # heartbeat stamps have one-second resolution: a 3 s lease leaves room for a slow test machine
+    res = cli("--fleet", fleets.first.root, "reap", "--lease", "3")
     assert res.code == 0 and "no orphaned claims" in res.out  # just beat: alive
-    time.sleep(1.5)
-    res = cli("--fleet", fleets.first.root, "reap", "--lease", "1", "--json")
+    time.sleep(3.5)
+    res = cli("--fleet", fleets.first.root, "reap", "--lease", "3", "--json")
     moves = {m["id"]: m["to"] for m in json.loads(res.out)}
     assert moves == {"z000": "failed", "z001": "failed", "y000": "pending"}  # y has attempts left
     t = fleets.first.snapshot().get("y000")
