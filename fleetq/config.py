@@ -20,6 +20,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "prefer_grace": 20,  # seconds a `prefer`red task waits for its machine
     "poll": 5,  # worker timer, seconds
     "retry_backoff": 30,  # seconds before a failed task with attempts left runs again
+    "usage_limit_backoff": 900,  # seconds a usage-limited task waits when the agent names no reset time
+    "usage_limit_max_waits": 10,  # usage-limit waits in a row before the task fails like any error
     "load_weights": {"cpu": 0.4, "memory": 0.3, "load": 0.3},
     "require_signed": False,
 }

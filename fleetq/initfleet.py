@@ -15,7 +15,7 @@ from .fleet import MARKER, Fleet, machine_name, set_default_fleet, user_data_dir
 from .gitrepo import TRACKING, GitRepo, checkout_tracking, init_bare, init_clone
 from .snapshot import Snapshot
 
-SKELETON_CONFIG = ("fleet.yaml", "agents.yaml", "skills.yaml", "schedules.yaml")
+SKELETON_CONFIG = ("fleet.yaml", "agents.yaml", "skills.yaml", "schedules.yaml", "notify.yaml")
 FLEET_README = """# fleet repo
 
 This repository is a fleetq queue. Tasks are YAML files; their directory is their

@@ -18,6 +18,7 @@ from .config import FleetConfig
 from .errors import FleetqError, UsageError
 from .fleet import Fleet
 from .handlerapi import last_line
+from .notify import Event, EventFeed, Notifier
 from .heartbeat import Beat
 from .placement import beats_by_machine
 from .snapshot import Snapshot
@@ -156,13 +157,25 @@ def progress_text(outs: list[Outcome], elapsed: float) -> str:
 
 
 def wait(fleet: Fleet, ids: list[str], *, timeout: float | None = None, interval: float = 1.0,
-         on_poll: Callable[[list[Outcome], float], None] | None = None) -> tuple[list[Outcome], bool]:
-    """Poll (fetching each time) until every task is finished; (outcomes, timed out)."""
+         on_poll: Callable[[list[Outcome], float], None] | None = None,
+         on_event: Callable[[Event], None] | None = None, notifier: Notifier | None = None) -> tuple[list[Outcome], bool]:
+    """Poll (fetching each time) until every task is finished; (outcomes, timed out).
+
+    ``on_event`` gets each waited task's arrival in done, failed or needs_human as it is seen;
+    ``notifier`` is checked on every poll (this machine's notifications while nothing else runs here).
+    """
     start = time.monotonic()
+    wanted = set(ids)
+    feed = EventFeed(lambda t: t.id in wanted, from_start=True)
     while True:
         snap = fleet.snapshot()
         outs = [outcome(snap, tid) for tid in ids]
         elapsed = time.monotonic() - start
+        if notifier is not None:
+            notifier.check(snap)
+        if on_event is not None:
+            for e in feed.poll(snap):
+                on_event(e)
         if on_poll:
             on_poll(outs, elapsed)
         if all(o.finished for o in outs):

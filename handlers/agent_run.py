@@ -1,12 +1,27 @@
 """agent_run: run an AI agent on a prompt, in payload.cwd.
 
 payload: prompt (default: the task title), agent (default: the task's agent, else the
-first agent installed here), cwd, model.
+first agent installed here), cwd, model, and for isolated runs (fleetq/isolate.py):
+
+``isolate``  true: always run in a fresh git worktree (needs_human when cwd is not in a
+             git repo); false: never; absent: when ``cwd`` is given and inside a git work tree.
+``base``     the ref the run's branch ``fleetq/<id>`` starts from (default: the repo's HEAD).
+``push``     a remote (name or URL) to push the branch to when the run ends.
+
+An isolated run never touches the checkout at ``cwd`` (uncommitted edits stay as they
+are, and the agent sees only committed code): the agent works in a worktree outside
+the repository, whatever it changed is committed to ``fleetq/<id>`` (also when it
+failed), and the result records ``repo``, ``branch``, ``base``, ``base_branch``,
+``head``, ``files_changed``, ``insertions``, ``deletions`` and ``pushed`` /
+``push_error``. Review it with ``fleetq diff|accept|reject ID``.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from fleetq.agents import run_agent
-from fleetq.handlerapi import HandlerContext, HandlerResult, Stop, effective_timeout, guard, text_field
+from fleetq.handlerapi import HandlerContext, HandlerResult, Stop, effective_timeout, guard, resolve_dir, text_field
+from fleetq.isolate import run_isolated
 
 DEFAULT_TIMEOUT = 1800.0
 
@@ -16,9 +31,14 @@ def _run(ctx: HandlerContext) -> HandlerResult:
     if not prompt:
         raise Stop("payload.prompt (or a task title) is required")
     agent = text_field(ctx.payload, "agent") or ctx.task.get("agent")
-    return run_agent(None if agent == "-" else agent, str(prompt), agents=ctx.agents,
-                     cwd=text_field(ctx.payload, "cwd"), model=text_field(ctx.payload, "model"), env=ctx.env,
-                     timeout=effective_timeout(ctx, DEFAULT_TIMEOUT), log_path=ctx.log_path, cancel=ctx.cancel)
+    cwd = resolve_dir(text_field(ctx.payload, "cwd"), ctx.env)
+
+    def go(wd: Path) -> HandlerResult:
+        return run_agent(None if agent == "-" else agent, str(prompt), agents=ctx.agents, cwd=wd,
+                         model=text_field(ctx.payload, "model"), env=ctx.env,
+                         timeout=effective_timeout(ctx, DEFAULT_TIMEOUT), log_path=ctx.log_path, cancel=ctx.cancel)
+
+    return run_isolated(ctx, cwd, go)
 
 
 def run(ctx: HandlerContext) -> HandlerResult:

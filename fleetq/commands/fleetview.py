@@ -5,7 +5,7 @@ import time
 
 import click
 
-from .. import fleetview, output
+from .. import fleetview, notify, output
 from ..context import AppContext, pass_app
 from ..errors import UsageError
 from ..fleetview import View, money, open_view
@@ -101,14 +101,22 @@ def monitor(app: AppContext, watch: bool, interval: float, as_json: bool) -> Non
     if not watch:
         _draw(open_view(fleet), width)
         return
+    notifier = notify.Notifier(fleet)  # tells this machine's user too (once, shared with the worker)
+    events = fleetview.EventLog(fleet)
     try:
         while True:
             v = open_view(fleet)
+            notifier.check(v.snap)
+            events.update(v)
             output.clear_screen()
             _draw(v, min(output.terminal_width(), 100))
+            for line in events.lines():
+                output.info(line)
             time.sleep(max(0.2, interval))
     except KeyboardInterrupt:
         output.info("")
+    finally:
+        notifier.drain(5)
 
 
 commands = [status, load, monitor]

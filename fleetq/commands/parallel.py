@@ -8,12 +8,24 @@ from ..context import AppContext, pass_app
 from ..errors import Reported
 from ..fleet import Fleet
 from ..fleetview import open_view
+from ..notify import Event, Notifier
 
 
 def _wait_and_report(fleet: Fleet, ids: list[str], timeout: float | None, interval: float, as_json: bool) -> None:
     live = not as_json and output.is_tty()
-    outs, timed_out = par.wait(fleet, ids, timeout=timeout, interval=par.check_interval(interval),
-                               on_poll=(lambda o, e: output.progress(par.progress_text(o, e))) if live else None)
+
+    def on_event(e: Event) -> None:  # `12:03:04 fix-login done on mini` as each one finishes
+        if live:
+            output.progress_end()
+        (output.note if as_json else output.info)(e.line())
+
+    notifier = Notifier(fleet)  # tells this machine's user too, once, even with no worker here
+    try:
+        outs, timed_out = par.wait(fleet, ids, timeout=timeout, interval=par.check_interval(interval),
+                                   on_poll=(lambda o, e: output.progress(par.progress_text(o, e))) if live else None,
+                                   on_event=on_event, notifier=notifier)
+    finally:
+        notifier.drain()
     if live:
         output.progress_end()
     code = par.exit_code(outs, timed_out)

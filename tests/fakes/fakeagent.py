@@ -7,8 +7,13 @@ Environment knobs:
   FAKE_AGENT_WRITE  "relpath=content": write that file under the cwd (an agent editing code)
   FAKE_AGENT_EXIT   fail with this exit code (after printing an error the real CLI's way)
   FAKE_AGENT_LIMIT  fail with the agent's usage-limit message
+  FAKE_AGENT_LIMIT_RESET  with FAKE_AGENT_LIMIT: the limit resets in this many seconds, said the agent's own way
+  FAKE_AGENT_LIMIT_ONCE   with FAKE_AGENT_LIMIT: a marker file; hit the limit only when it does not exist yet
   FAKE_AGENT_SLEEP  seconds to sleep before answering (timeouts, cancel)
   FAKE_AGENT_REPLY  the reply text (default: "pong" when the prompt asks for it, else an echo)
+  FAKE_AGENT_SPANS  append one JSON line {cwd, start, end} (wall-clock seconds) per run: overlap checks
+Prompt lines that edit files under the cwd (so each task can edit its own files):
+  @write PATH TEXT    write TEXT ("\\n" = newline) to PATH;  @append PATH TEXT;  @delete PATH
 """
 from __future__ import annotations
 
@@ -70,7 +75,24 @@ def record(agent: str, args: list[str], stdin: str) -> None:
             f.write(json.dumps({"agent": agent, "argv": args, "cwd": os.getcwd(), "stdin": stdin}) + "\n")
 
 
-def side_effects() -> None:
+def prompt_edits(prompt: str) -> None:
+    """Apply the prompt's @write/@append/@delete lines to files under the cwd."""
+    for line in prompt.splitlines():
+        parts = line.strip().split(" ", 2)
+        if len(parts) < 2 or parts[0] not in ("@write", "@append", "@delete"):
+            continue
+        path = os.path.join(os.getcwd(), parts[1])
+        if parts[0] == "@delete":
+            os.remove(path)
+            continue
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "a" if parts[0] == "@append" else "w", encoding="utf-8") as f:
+            f.write((parts[2] if len(parts) > 2 else "").replace("\\n", "\n"))
+
+
+def side_effects(prompt: str = "") -> None:
+    start = time.time()
+    prompt_edits(prompt)
     spec = os.environ.get("FAKE_AGENT_WRITE")
     if spec:
         rel, _, content = spec.partition("=")
@@ -79,6 +101,10 @@ def side_effects() -> None:
         with open(path, "w", encoding="utf-8") as f:
             f.write(content)
     time.sleep(float(os.environ.get("FAKE_AGENT_SLEEP") or 0))
+    spans = os.environ.get("FAKE_AGENT_SPANS")
+    if spans:
+        with open(spans, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"cwd": os.getcwd(), "start": start, "end": time.time()}) + "\n")
 
 
 def reply_for(agent: str, prompt: str) -> str:
@@ -99,9 +125,28 @@ def main(agent: str) -> None:
     {"claude": claude, "gemini": gemini, "codex": codex}[agent](opts, flags, positional, stdin)
 
 
+def _limit_message(agent: str) -> str | None:
+    """The usage-limit message (None: no limit this run), with a reset time in the real CLI's shape."""
+    once = os.environ.get("FAKE_AGENT_LIMIT_ONCE")
+    if not os.environ.get("FAKE_AGENT_LIMIT") or (once and os.path.exists(once)):
+        return None
+    if once:
+        open(once, "w").close()
+    reset = os.environ.get("FAKE_AGENT_LIMIT_RESET")
+    if not reset:
+        return LIMITS[agent]
+    secs = float(reset)
+    return {
+        "claude": f"Claude AI usage limit reached|{int(time.time() + secs)}",
+        "gemini": f"Quota exceeded for quota metric 'Gemini 2.5 Pro Requests' (RESOURCE_EXHAUSTED). Please retry in {secs:g}s.",
+        "codex": f"ERROR: You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) or try again in {secs:g}s.",
+    }[agent]
+
+
 def _failure(agent: str) -> tuple[int, str] | None:
-    if os.environ.get("FAKE_AGENT_LIMIT"):
-        return 1, LIMITS[agent]
+    limit = _limit_message(agent)
+    if limit:
+        return 1, limit
     code = int(os.environ.get("FAKE_AGENT_EXIT") or 0)
     return (code, f"fake {agent} failed on purpose") if code else None
 
@@ -113,7 +158,7 @@ def claude(opts: dict, flags: set, positional: list, stdin: str) -> None:
     if fmt not in ("text", "json", "stream-json"):
         die("claude", f"error: invalid output format '{fmt}'", 1)
     prompt = " ".join(positional) or stdin
-    side_effects()
+    side_effects(prompt)
     failure = _failure("claude")
     text = failure[1] if failure else reply_for("claude", prompt)
     model = opts.get("--model", "claude-sonnet-4-5")
@@ -136,7 +181,7 @@ def gemini(opts: dict, flags: set, positional: list, stdin: str) -> None:
         die("gemini", "no prompt given (use -p)", 42)
     fmt = opts.get("--output-format") or opts.get("-o") or "text"
     model = opts.get("-m") or opts.get("--model") or "gemini-2.5-pro"
-    side_effects()
+    side_effects(prompt)
     failure = _failure("gemini")
     if failure:
         if fmt == "json":
@@ -166,7 +211,7 @@ def codex(opts: dict, flags: set, positional: list, stdin: str) -> None:
     model = opts.get("-m") or opts.get("--model") or "gpt-5-codex"
     sys.stderr.write(f"OpenAI Codex (fake)\n--------\nworkdir: {os.getcwd()}\nmodel: {model}\n"
                      f"sandbox: {opts.get('--sandbox') or opts.get('-s') or 'read-only'}\n--------\n")
-    side_effects()
+    side_effects(prompt)
     failure = _failure("codex")
     if failure:
         die("codex", failure[1], failure[0])

@@ -6,7 +6,7 @@
         srv.requests  # [(path, headers, body), ...]
 
 Set ``srv.status`` (e.g. 429) to answer with a Groq-style error, ``srv.delay`` to answer late,
-``srv.reply`` for the assistant's text.
+``srv.reply`` for the assistant's text, ``srv.retry_after`` for a Retry-After header on a 429.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class FakeOpenAI:
         self.key, self.reply = key, reply
         self.status = 200
         self.delay = 0.0
+        self.retry_after: str | None = None
         self.requests: list[tuple[str, dict, Any]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -80,6 +81,8 @@ class FakeOpenAI:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
+                    if status == 429 and fake.retry_after:
+                        self.send_header("Retry-After", fake.retry_after)
                     self.end_headers()
                     self.wfile.write(data)
                 except OSError:
