@@ -50,6 +50,11 @@ def plain_git_round_trip(remote: str, work: Path, n: int) -> list[float]:
     return times
 
 
+def dir_bytes(path: Path) -> int:
+    """Bytes of the files below ``path`` (apparent sizes)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def median_ms(xs: list[float]) -> float:
     return statistics.median(xs) * 1000
 

@@ -1,12 +1,17 @@
-"""fleetq benchmarks, each figure next to its floor measured in the same run.
+"""fleetq benchmarks: one table, every figure next to its floor measured in the same run.
 
-    python bench/run.py            # full run, prints a markdown table and writes bench/results/latest.md
-    python bench/run.py --quick    # fewer samples
+    python bench/run.py                 # everything (~5 min; the 100k-task repo is built once and cached)
+    python bench/run.py --quick         # fewer samples, smaller drains
+    python bench/run.py --only ssh      # one group: claim ssh race pickup drain big startup
 
-Figures: claim round trip vs a plain `git fetch`+commit+`git push` on the same
-local remote; racing claimers (1, 2, 4 clones) claims/s and conflict rate;
-pickup latency (assign -> running) of an idle `fleetq work`; drain throughput
-of 400 no-op tasks with 1, 2, 4 workers of 8 slots; `fleetq --help` start-up.
+Writes the table to bench/results/latest.md. Groups:
+  claim    claim round trip vs plain fetch+commit+push, local-path (file) remote
+  ssh      the same over ssh:// to a real sshd on loopback, with and without connection reuse
+  race     racing claimers (1, 2, 4 clones; batches of 8) and their conflict rate
+  pickup   assign -> running latency of an idle worker: local-path remote (watch) and ssh (poll)
+  drain    tasks/s with 1, 2, 4, 8 workers, conflict rate, repo bytes per task, worker RSS
+  big      100,000 done tasks in the history: queue/status wall time, claim vs an empty repo
+  startup  `fleetq --help` vs bare python
 """
 from __future__ import annotations
 
@@ -14,20 +19,40 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, isolate, median_ms, pct_ms, plain_git_round_trip  # noqa: E402
+from common import ROOT, dir_bytes, git, isolate, median_ms, pct_ms, plain_git_round_trip  # noqa: E402
 
 from fleetq import initfleet, transitions  # noqa: E402
 from fleetq.config import MachineSpec  # noqa: E402
+from fleetq.fleet import Fleet  # noqa: E402
 from fleetq.matching import Seat  # noqa: E402
+from fleetq.states import DONE  # noqa: E402
 from fleetq.task import fmt_time, now_utc  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+GROUPS = ("claim", "ssh", "race", "pickup", "drain", "big", "startup")
+SSH_POLL = 1.0  # the ssh worker's --poll: it cannot watch the remote's files, it asks ls-remote this often
+
+
+@dataclass
+class Row:
+    measure: str
+    value: str
+    floor: str
+    ratio: str = ""
+    target: str = ""
+
+
+def verdict(ok: bool, text: str) -> str:
+    return f"{'✅' if ok else '❌'} {text}"
 
 
 def make_tasks(n: int, prefix: str, script: str = "true") -> list[dict]:
@@ -36,27 +61,73 @@ def make_tasks(n: int, prefix: str, script: str = "true") -> list[dict]:
              "payload": {"script": script}} for i in range(n)]
 
 
-def bench_claim(base: Path, n: int) -> dict:
-    fleet, remote = initfleet.init(base / "claim-fleet", machine="bench")
-    floor = plain_git_round_trip(remote, base / "plain", n)
-    transitions.create(fleet, make_tasks(n, "c"))
-    seat = Seat(MachineSpec("bench", capabilities=["run_script"]))
-    times = []
+def claim_times(fleet: Fleet, n: int, prefix: str) -> list[float]:
+    """n claim round trips of one task each (fetch, plan, commit, push), in-process."""
+    return interleaved_claims([fleet], n, prefix)[0]
+
+
+def interleaved_claims(fleets: list[Fleet], n: int, prefix: str) -> list[list[float]]:
+    """n claim round trips on each fleet, taken in turn so that a busy moment hits all of them alike."""
+    for i, fleet in enumerate(fleets):
+        transitions.create(fleet, make_tasks(n, f"{prefix}{i}-"))
+    seats = [Seat(MachineSpec(f.machine, capabilities=["run_script"])) for f in fleets]
+    times: list[list[float]] = [[] for _ in fleets]
     for _ in range(n):
-        t0 = time.perf_counter()
-        got = transitions.claim(fleet, seat, 1)
-        times.append(time.perf_counter() - t0)
-        assert len(got) == 1
-    # a bare fetch + push on the same remote (the design's stated floor, no commit work at all)
+        for fleet, seat, out in zip(fleets, seats, times):
+            t0 = time.perf_counter()
+            got = transitions.claim(fleet, seat, 1)
+            out.append(time.perf_counter() - t0)
+            assert len(got) == 1
+    return times
+
+
+def fetch_push_times(fleet: Fleet, n: int) -> list[float]:
+    """A bare fetch plus a push that changes nothing: the two network legs alone."""
     sha = fleet.repo.rev("refs/remotes/origin/main")
-    fp = []
+    out = []
     for _ in range(n):
         t0 = time.perf_counter()
         fleet.repo.fetch()
-        fleet.repo.push(sha)  # up to date: a full push round trip that changes nothing
-        fp.append(time.perf_counter() - t0)
-    return {"claim_ms": median_ms(times), "plain_ms": median_ms(floor), "fetch_push_ms": median_ms(fp)}
+        fleet.repo.push(sha)
+        out.append(time.perf_counter() - t0)
+    return out
 
+
+# ---------------------------------------------------------------- claim (file://, ssh://)
+
+def bench_claim(base: Path, n: int) -> list[Row]:
+    fleet, remote = initfleet.init(base / "claim-fleet", machine="bench")
+    floor = median_ms(plain_git_round_trip(remote, base / "plain", n))
+    claim = median_ms(claim_times(fleet, n, "c"))
+    fp = median_ms(fetch_push_times(fleet, n))
+    return [Row("claim round trip (1 task), local-path remote, median", f"{claim:.1f} ms",
+                f"plain fetch+commit+push {floor:.1f} ms", f"{claim / floor:.2f}×", verdict(claim <= 1.5 * floor, "≤ 1.5×")),
+            Row("", "", f"bare fetch + no-op push {fp:.1f} ms", f"{claim / fp:.2f}×")]
+
+
+def bench_ssh_claim(base: Path, n: int, ssh) -> list[Row]:  # noqa: ANN001 - sshbench.SshRemote
+    from sshbench import env
+
+    _, remote = initfleet.init(base / "ssh-seed", machine="seed")
+    url = ssh.url(remote)
+    fleet = initfleet.join(url, base / "ssh-claim", "sshbench")
+    with env(GIT_SSH_COMMAND=ssh.plain_master_command()):
+        plain_cm = median_ms(plain_git_round_trip(url, base / "ssh-plain-cm", n))
+    plain = median_ms(plain_git_round_trip(url, base / "ssh-plain", n))
+    reuse = median_ms(claim_times(fleet, n, "s"))
+    with env(FLEETQ_SSH_REUSE="0"):
+        fresh = median_ms(claim_times(fleet, n, "t"))
+    return [
+        Row("claim round trip, ssh:// (loopback sshd), median", f"{reuse:.1f} ms",
+            f"plain git over ssh with a ControlMaster {plain_cm:.1f} ms", f"{reuse / plain_cm:.2f}×",
+            verdict(reuse <= 1.5 * plain_cm, "≤ 1.5×")),
+        Row("ssh:// claim without connection reuse (FLEETQ_SSH_REUSE=0)", f"{fresh:.1f} ms",
+            f"plain git over ssh, no ControlMaster {plain:.1f} ms", f"{fresh / plain:.2f}×",
+            verdict(fresh <= 1.5 * plain, "≤ 1.5×")),
+    ]
+
+
+# ---------------------------------------------------------------- racing claimers
 
 def bench_race(base: Path, clones: int, backlog: int, batch: int) -> dict:
     fleet, remote = initfleet.init(base / f"race-{clones}-{batch}", machine="seed")
@@ -80,17 +151,43 @@ def bench_race(base: Path, clones: int, backlog: int, batch: int) -> dict:
     return {"claims_per_s": total / wall, "conflict_rate": rejected / pushes if pushes else 0.0}
 
 
-def _worker(root: Path, machine: str, *args: str, log: Path) -> subprocess.Popen:
+def race_rows(base: Path, q: bool) -> list[Row]:
+    rows, single = [], None
+    for clones in (1, 2, 4):
+        r = bench_race(base, clones, 60 if q else 150, 1)
+        single = single or r["claims_per_s"]
+        rows.append(Row(f"racing claimers, {clones} clone(s), 1 task per claim", f"{r['claims_per_s']:.1f} claims/s",
+                        f"conflict rate {r['conflict_rate']:.0%}", f"{r['claims_per_s'] / single:.2f}× of 1 clone"))
+    r = bench_race(base, 4, 200 if q else 400, 8)
+    rows.append(Row("racing claimers, 4 clones, batches of 8", f"{r['claims_per_s']:.1f} claims/s",
+                    f"conflict rate {r['conflict_rate']:.0%}", f"{r['claims_per_s'] / single:.2f}× of 1 clone, batch 1"))
+    return rows
+
+
+# ---------------------------------------------------------------- workers
+
+def _worker(root: Path, machine: str, *args: str, log: Path, stats: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, **({"FLEETQ_STATS_FILE": str(stats)} if stats else {})}
     return subprocess.Popen([sys.executable, "-m", "fleetq", "--fleet", str(root), "--machine", machine, "work", "-q", *args],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
 
 
-def bench_pickup(base: Path, samples: int) -> dict:
-    fleet, remote = initfleet.init(base / "pickup-fleet", machine="submitter")
-    w = initfleet.join(remote, base / "pickup-worker", "idle")
-    stamps = base / "stamps"
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def pickup(base: Path, name: str, remote: str, samples: int, poll: float | None) -> list[float]:
+    """assign -> the task's first instruction running, on an idle worker; seconds per sample."""
+    fleet = initfleet.join(remote, base / f"{name}-submitter", "submitter")
+    w = initfleet.join(remote, base / f"{name}-worker", "idle")
+    stamps = base / f"{name}-stamps"
     stamps.mkdir()
-    proc = _worker(w.root, "idle", "--slots", "1", log=base / "pickup.log")
+    proc = _worker(w.root, "idle", "--slots", "1", *(["--poll", str(poll)] if poll else []), log=base / f"{name}.log")
     time.sleep(2.0)
     lat = []
     try:
@@ -102,99 +199,218 @@ def bench_pickup(base: Path, samples: int) -> dict:
             while not (mark.exists() and mark.read_text().strip()) and time.time() < end:
                 time.sleep(0.005)
             lat.append(float(mark.read_text()) - t0)
-            time.sleep(0.3)
+            time.sleep(0.3 + (i % 4) * 0.17)  # spread the next assign over the poll cycle
     finally:
-        proc.terminate()
-        proc.wait(30)
-    return {"pickup_p50_ms": pct_ms(lat, 0.5), "pickup_p90_ms": pct_ms(lat, 0.9)}
+        _stop(proc)
+    return lat
+
+
+def pickup_rows(base: Path, samples: int, ssh) -> list[Row]:  # noqa: ANN001
+    rows = []
+    _, remote = initfleet.init(base / "pickup-seed", machine="seed")
+    lat = pickup(base, "pickup-local", remote, samples, None)
+    p50, p90 = pct_ms(lat, 0.5), pct_ms(lat, 0.9)
+    rows.append(Row("pickup latency (assign → running), idle worker, local-path remote (watch)", f"p50 {p50:.0f} ms",
+                    f"p90 {p90:.0f} ms", "", verdict(p50 <= 500, "p50 ≤ 500 ms")))
+    if ssh is not None:
+        _, remote = initfleet.init(base / "pickup-ssh-seed", machine="seed")
+        lat = pickup(base, "pickup-ssh", ssh.url(remote), samples, SSH_POLL)
+        p50, p90 = pct_ms(lat, 0.5), pct_ms(lat, 0.9)
+        rows.append(Row(f"pickup latency, idle worker, ssh:// remote (ls-remote poll every {SSH_POLL:g} s)",
+                        f"p50 {p50:.0f} ms", f"p90 {p90:.0f} ms; poll interval {SSH_POLL * 1000:.0f} ms", "",
+                        verdict(p50 <= SSH_POLL * 1000 + 300, f"p50 ≤ poll + 300 ms = {SSH_POLL * 1000 + 300:.0f} ms")))
+    return rows
 
 
 def bench_drain(base: Path, workers: int, backlog: int, slots: int) -> dict:
     fleet, remote = initfleet.init(base / f"drain-{workers}", machine="submitter")
     clones = [initfleet.join(remote, base / f"drain-{workers}-w{i}", f"w{i}") for i in range(workers)]
     transitions.create(fleet, make_tasks(backlog, "d"))
+    stats = [base / f"drain-{workers}-{i}.stats.json" for i in range(workers)]
     t0 = time.time()
     procs = [_worker(c.root, c.machine, "--burst", "--slots", str(slots), "--poll", "0.2",
-                     log=base / f"drain-{workers}-{i}.log") for i, c in enumerate(clones)]
+                     log=base / f"drain-{workers}-{i}.log", stats=stats[i]) for i, c in enumerate(clones)]
     for p in procs:
         p.wait(600)
     wall = time.time() - t0
-    snap = fleet.snapshot()
-    done = len(snap.tasks(["done"]))
+    done = sum(1 for _ in fleet.snapshot().refs(DONE))
     assert done == backlog, f"{done} of {backlog} done"
-    commits = int(subprocess.run(["git", "rev-list", "--count", "origin/main"], cwd=fleet.root, capture_output=True,
-                                 text=True, check=True).stdout)
-    return {"tasks_per_s": backlog / wall, "wall_s": wall, "commits": commits}
+    commits = int(git(fleet.root, "rev-list", "--count", "origin/main"))
+    counts = [json.loads(s.read_text()) for s in stats]  # every worker writes its cas.STATS at exit
+    pushes = sum(c["pushes"] for c in counts)
+    rejected = sum(c["rejected"] for c in counts)
+    return {"tasks_per_s": backlog / wall, "wall_s": wall, "commits": commits, "remote": remote,
+            "conflict": rejected / pushes if pushes else 0.0, "pushes": pushes}
 
 
-def bench_startup(n: int) -> dict:
-    times = []
+def repo_bytes(remote: str, tasks: int, base: Path) -> Row:
+    """The remote's size per task as pushed (loose objects and small packs), and after `git gc`."""
+    as_pushed = dir_bytes(Path(remote) / "objects")
+    copy = base / "bytes-gc.git"
+    shutil.copytree(remote, copy)
+    git(copy, "gc", "-q")
+    packed = dir_bytes(copy / "objects")
+    return Row(f"repo bytes per task (remote after the {tasks}-task drain)", f"{as_pushed / tasks:.0f} B as pushed",
+               f"{packed / tasks:.0f} B after git gc", f"{as_pushed / 1e6:.1f} MB → {packed / 1e6:.2f} MB")
+
+
+def worker_rss(base: Path, tasks: int) -> Row:
+    """psutil RSS/USS of a `fleetq work` that has drained a batch (and of its zygote child)."""
+    import psutil
+
+    fleet, remote = initfleet.init(base / "rss-fleet", machine="submitter")
+    w = initfleet.join(remote, base / "rss-worker", "rss")
+    proc = _worker(w.root, "rss", "--slots", "8", "--poll", "0.2", log=base / "rss.log")
+    try:
+        transitions.create(fleet, make_tasks(tasks, "m"))
+        end = time.time() + 300
+        while sum(1 for _ in fleet.snapshot().refs(DONE)) < tasks and time.time() < end:
+            time.sleep(0.5)
+        time.sleep(1.0)
+        p = psutil.Process(proc.pid)
+        mem = p.memory_full_info()
+        kids = [(c.name(), c.memory_full_info()) for c in p.children(recursive=True)]
+    finally:
+        _stop(proc)
+    kid = "; ".join(f"child {n}: RSS {m.rss / 2**20:.1f} MB, USS {m.uss / 2**20:.1f} MB" for n, m in kids) or "no child"
+    return Row(f"worker memory after draining {tasks} tasks (`fleetq work`, 8 slots)",
+               f"RSS {mem.rss / 2**20:.1f} MB, USS {mem.uss / 2**20:.1f} MB", kid, "",
+               verdict(mem.rss <= 80 * 2**20, "RSS ≤ 80 MB"))
+
+
+def drain_rows(base: Path, q: bool) -> list[Row]:
+    rows, last = [], None
+    backlog = 100 if q else 400
+    for workers in (1, 2, 4, 8):
+        d = bench_drain(base, workers, backlog, 8)
+        last = d
+        rows.append(Row(f"drain {backlog} no-op tasks, {workers} worker(s) × 8 slots", f"{d['tasks_per_s']:.1f} tasks/s",
+                        f"{d['commits']} commits in {d['wall_s']:.1f} s",
+                        f"conflict rate {d['conflict']:.0%} ({d['pushes']} pushes)",
+                        verdict(d["tasks_per_s"] >= 50, "≥ 50/s") if workers == 4 else ""))
+    assert last is not None
+    rows.append(repo_bytes(last["remote"], backlog, base))
+    rows.append(worker_rss(base, 100 if q else 200))
+    return rows
+
+
+# ---------------------------------------------------------------- 100,000 done tasks
+
+def wall_runs(argv: list[str], n: int) -> list[float]:
+    out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "fleetq", "--help"], capture_output=True, check=True)
-        times.append(time.perf_counter() - t0)
-    bare = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], capture_output=True, check=True)
-        bare.append(time.perf_counter() - t0)
-    return {"help_ms": median_ms(times), "python_ms": median_ms(bare)}
+        subprocess.run(argv, capture_output=True, check=True)
+        out.append(time.perf_counter() - t0)
+    return out
 
+
+def big_rows(base: Path, q: bool) -> list[Row]:
+    import bigrepo
+
+    n_tasks = 100_000
+    t0 = time.time()
+    cached, info = bigrepo.build(base, n_tasks)
+    build_s = time.time() - t0
+    remote = bigrepo.copy_of(cached, base / "big-remote.git")
+    t0 = time.time()
+    big = initfleet.join(remote, base / "big-clone", "big")
+    join_s = time.time() - t0
+    cli = [sys.executable, "-m", "fleetq", "--fleet", str(big.root)]
+    runs = 5 if q else 10
+    empty, _ = initfleet.init(base / "big-empty", machine="big")  # the floor: the same on an empty fleet
+    ecli = [sys.executable, "-m", "fleetq", "--fleet", str(empty.root)]
+    rows = []
+
+    rp, ep = (median_ms(wall_runs(c + ["queue", "--status", "pending"], runs)) for c in (cli, ecli))
+    rows.append(Row(f"`fleetq queue --status pending`, {n_tasks:,} done tasks in the tree (wall, incl. fetch)",
+                    f"{rp:.0f} ms", f"empty fleet {ep:.0f} ms", f"{rp / ep:.2f}×", verdict(rp <= 500, "≤ 500 ms")))
+    if not q:  # the first status parses every done task once (minutes under load): full runs only
+        cold = wall_runs(cli + ["status"], 1)[0]
+        warm, e_status = (median_ms(wall_runs(c + ["status"], runs)) for c in (cli, ecli))
+        rows.append(Row(f"`fleetq status`, {n_tasks:,} done tasks (warm: shard totals cached in the clone)",
+                        f"{warm:.0f} ms", f"empty fleet {e_status:.0f} ms", f"{warm / e_status:.2f}×"))
+        rows.append(Row("`fleetq status`, first run in a fresh clone (parses every done task once)", f"{cold:.1f} s",
+                        f"`fleetq queue` (all states, newest 50) {median_ms(wall_runs(cli + ['queue'], 3)):.0f} ms"))
+
+    n = 15 if q else 30
+    claim_empty, claim_big = (median_ms(t) for t in interleaved_claims([empty, big], n, "b"))
+    rows.append(Row(f"claim round trip, {n_tasks:,} done tasks in the tree, median", f"{claim_big:.1f} ms",
+                    f"empty repo {claim_empty:.1f} ms", f"{claim_big / claim_empty:.2f}×",
+                    verdict(claim_big <= 1.3 * claim_empty, "≤ 1.3×")))
+    last_day = big.snapshot().done_days()[0]
+    t0 = time.time()
+    subprocess.run(cli + ["archive", "--before", last_day], capture_output=True, check=True)
+    archive_s = time.time() - t0
+    claim_empty2, claim_arch = (median_ms(t) for t in interleaved_claims([empty, big], n, "a"))
+    rows.append(Row(f"claim round trip, {n_tasks:,} done tasks in the history, all but the last day archived",
+                    f"{claim_arch:.1f} ms", f"empty repo {claim_empty2:.1f} ms", f"{claim_arch / claim_empty2:.2f}×",
+                    verdict(claim_arch <= 1.3 * claim_empty2, "≤ 1.3×")))
+    size = dir_bytes(Path(cached) / "objects")
+    rows.append(Row(f"repo bytes per task, {n_tasks:,}-task history (3 commits per batch of 1000, gc'd)",
+                    f"{size / n_tasks:.0f} B", f"{size / 1e6:.1f} MB packed; join (clone) {join_s:.1f} s; "
+                    f"archive {archive_s:.1f} s", f"build {build_s:.1f} s ({info['built']})"))
+    return rows
+
+
+# ---------------------------------------------------------------- start-up
+
+def startup_rows(n: int) -> list[Row]:
+    help_ = median_ms(wall_runs([sys.executable, "-m", "fleetq", "--help"], n))
+    bare = median_ms(wall_runs([sys.executable, "-c", "pass"], n))
+    click_ = median_ms(wall_runs([sys.executable, "-c", "import click"], n))
+    return [Row(f"`fleetq --help` start-up, median of {n}", f"{help_:.0f} ms",
+                f"bare python {bare:.0f} ms; python + import click {click_:.0f} ms", f"{help_ / bare:.1f}× bare",
+                verdict(help_ <= 250, "≤ 250 ms"))]
+
+
+# ---------------------------------------------------------------- the table
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["claim", "race", "pickup", "drain", "startup"], help="Run one group.")
+    ap.add_argument("--quick", action="store_true", help="Fewer samples, smaller drains.")
+    ap.add_argument("--only", choices=GROUPS, action="append", help="Run these groups only (repeatable).")
     args = ap.parse_args()
-    want = (lambda g: args.only in (None, g))
+    want: Callable[[str], bool] = lambda g: not args.only or g in args.only  # noqa: E731
     q = args.quick
     base = isolate()
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
+    ssh = None
+    try:
+        if want("ssh") or want("pickup"):
+            from sshbench import SshRemote
 
-    if want("claim"):
-        c = bench_claim(base, 15 if q else 40)
-        rows.append(("claim round trip (1 task), median", f"{c['claim_ms']:.1f} ms",
-                     f"plain fetch+commit+push {c['plain_ms']:.1f} ms", f"{c['claim_ms'] / c['plain_ms']:.2f}×"))
-        rows.append(("", "", f"bare fetch + no-op push {c['fetch_push_ms']:.1f} ms", f"{c['claim_ms'] / c['fetch_push_ms']:.2f}×"))
+            ssh = SshRemote(base)
+        if want("claim"):
+            rows += bench_claim(base, 15 if q else 40)
+        if want("ssh"):
+            rows += bench_ssh_claim(base, 8 if q else 20, ssh)
+        if want("race"):
+            rows += race_rows(base, q)
+        if want("pickup"):
+            rows += pickup_rows(base, 8 if q else 20, ssh)
+        if want("drain"):
+            rows += drain_rows(base, q)
+        if want("big"):
+            rows += big_rows(base, q)
+        if want("startup"):
+            rows += startup_rows(10 if q else 20)
+    finally:
+        if ssh is not None:
+            ssh.stop()
 
-    if want("race"):
-        single = None
-        for clones in (1, 2, 4):
-            r = bench_race(base, clones, 60 if q else 150, 1)
-            single = single or r["claims_per_s"]
-            rows.append((f"racing claimers, {clones} clone(s), 1 task per claim", f"{r['claims_per_s']:.1f} claims/s",
-                         f"conflict rate {r['conflict_rate']:.0%}", f"{r['claims_per_s'] / single:.2f}× of 1 clone"))
-        r = bench_race(base, 4, 200 if q else 400, 8)
-        rows.append(("racing claimers, 4 clones, batches of 8", f"{r['claims_per_s']:.1f} claims/s",
-                     f"conflict rate {r['conflict_rate']:.0%}", f"{r['claims_per_s'] / single:.2f}× of 1 clone, batch 1"))
-
-    if want("pickup"):
-        p = bench_pickup(base, 8 if q else 20)
-        rows.append(("pickup latency (assign -> running), idle worker, local remote", f"p50 {p['pickup_p50_ms']:.0f} ms",
-                     f"p90 {p['pickup_p90_ms']:.0f} ms", "old HTTP queue polled every 10 s"))
-
-    if want("drain"):
-        for workers in (1, 2, 4):
-            d = bench_drain(base, workers, 100 if q else 400, 8)
-            rows.append((f"drain {100 if q else 400} no-op tasks, {workers} worker(s) × 8 slots",
-                         f"{d['tasks_per_s']:.1f} tasks/s", f"{d['commits']} commits in {d['wall_s']:.1f} s",
-                         "target ≥ 50/s with 4 workers"))
-
-    if want("startup"):
-        s = bench_startup(5 if q else 15)
-        rows.append(("`fleetq --help` start-up", f"{s['help_ms']:.0f} ms", f"bare python {s['python_ms']:.0f} ms",
-                     f"{s['help_ms'] / s['python_ms']:.1f}×"))
-
-    lines = ["| measure | fleetq | floor / context (same run) | ratio |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c_} | {d_} |" for a, b, c_, d_ in rows]
-    meta = (f"{time.strftime('%Y-%m-%d')}, {platform.python_implementation()} {platform.python_version()}, "
-            f"git {subprocess.run(['git', '--version'], capture_output=True, text=True).stdout.split()[-1]}, "
-            f"{os.cpu_count()} cores{', --quick' if q else ''}")
+    lines = ["| measure | fleetq | floor / context (same run) | ratio | target |", "|---|---|---|---|---|"]
+    lines += [f"| {r.measure} | {r.value} | {r.floor} | {r.ratio} | {r.target} |" for r in rows]
+    load = os.getloadavg()[0]
+    meta = (f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.python_implementation()} {platform.python_version()}, "
+            f"git {git(ROOT, '--version').split()[-1]}, {os.cpu_count()} cores, load average {load:.1f} at the end"
+            f"{', --quick' if q else ''}{', only ' + ' '.join(args.only) if args.only else ''}")
     text = "\n".join(lines) + f"\n\n({meta})\n"
     print(text)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.md").write_text(text)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

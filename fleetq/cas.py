@@ -7,6 +7,10 @@ exponential backoff. Never rebase or merge: a plan is always recomputed.
 """
 from __future__ import annotations
 
+import atexit
+import dataclasses
+import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -53,6 +57,22 @@ class Stats:
 
 
 STATS = Stats()
+STATS_ENV = "FLEETQ_STATS_FILE"
+
+
+def _dump_stats(path: str, pid: int) -> None:
+    """Write STATS as JSON (``{pid}`` in the path is this process's id); a forked child writes nothing."""
+    if os.getpid() != pid:
+        return
+    try:
+        with open(path.replace("{pid}", str(pid)), "w") as f:
+            json.dump(dataclasses.asdict(STATS), f)
+    except OSError:
+        pass  # a benchmark aid: never fail an exit over it
+
+
+if os.environ.get(STATS_ENV):  # opt-in: benchmarks read rejected pushes / pushes from worker processes
+    atexit.register(_dump_stats, os.environ[STATS_ENV], os.getpid())
 
 
 def backoff(attempt: int) -> float:

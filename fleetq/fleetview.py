@@ -2,22 +2,26 @@
 
 Everything here is read from two places: the heartbeat refs (liveness judged by
 this machine's own observation, DESIGN.md §3) and the queue at the remote's
-head. Nothing is written except the Observer's cache.
+head. Nothing is written except the Observer's cache and the done totals (listing.done_totals).
 """
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import listing
 from .config import FleetConfig, MachineSpec
 from .errors import RemoteError
 from .fleet import Fleet
 from .heartbeat import Beat, Observer
+from .notify import Event, EventFeed, created_by
 from .placement import Metrics, ago, beats_by_machine, metrics, weights_of
 from .snapshot import Problem, Snapshot
 from .states import CLAIMED, DONE, FAILED, NEEDS_HUMAN, PENDING, STATES
 from .task import Task, now_utc, parse_time
+
+DONE_TOTALS = "done-totals.json"  # in the clone's state dir: per-day-shard totals for `status`
 
 
 @dataclass
@@ -99,22 +103,26 @@ def liveness(m: Metrics) -> str:
 # ---------------------------------------------------------------- status
 
 def status(v: View) -> list[dict[str, Any]]:
-    """Per machine: liveness, slots, active and finished counts, top agent, agent cost."""
+    """Per machine: liveness, slots, active and finished counts, top agent, agent cost.
+
+    Done tasks are counted from per-shard totals cached in the clone (listing.done_totals),
+    so a long history costs one parse per day shard per clone, not one per call.
+    """
     finished: dict[str, Counter[str]] = {}
     agents: dict[str, Counter[str]] = {}
     cost: dict[str, float] = {}
-    for state in (DONE, FAILED, NEEDS_HUMAN):
+    per_state = {DONE: done_totals(v, v.problems).machines}
+    for state in (FAILED, NEEDS_HUMAN):
+        per_state[state] = {}
         for t in v.tasks(state):
-            by = v.machine_of(t)
-            if not by:
-                continue
-            finished.setdefault(by, Counter())[state] += 1
-            agent = t.agent or t.result.get("agent")
-            if agent:
-                agents.setdefault(by, Counter())[str(agent)] += 1
-            c = t.result.get("cost_usd")
-            if isinstance(c, int | float) and not isinstance(c, bool):
-                cost[by] = cost.get(by, 0.0) + float(c)
+            listing.tally(per_state[state], t)
+    for state, totals in per_state.items():
+        for raw, m in totals.items():
+            by = v.cfg.canonical(raw) or raw
+            finished.setdefault(by, Counter())[state] += m["n"]
+            agents.setdefault(by, Counter()).update(m["agents"])
+            if m["cost"] is not None:
+                cost[by] = cost.get(by, 0.0) + m["cost"]
     active = Counter(v.machine_of(t) for t in v.tasks(CLAIMED))
     pinned = Counter(v.cfg.canonical(t.target) or t.target for t in v.tasks(PENDING) if t.target)
     rows = []
@@ -138,7 +146,13 @@ def status(v: View) -> list[dict[str, Any]]:
 
 
 def queue_counts(v: View) -> dict[str, int]:
-    return {s: len(v.tasks(s)) for s in STATES}
+    """Tasks per state; done is counted by file, never parsed (it can hold 100,000s)."""
+    return {s: listing.done_count(v.snap, v.fleet.state_dir / DONE_TOTALS) if s == DONE else len(v.tasks(s))
+            for s in STATES}
+
+
+def done_totals(v: View, problems: list[Problem] | None = None) -> listing.DoneTotals:
+    return listing.done_totals(v.snap, v.fleet.state_dir / DONE_TOTALS, problems)
 
 
 # ---------------------------------------------------------------- load
@@ -185,13 +199,12 @@ def monitor(v: View) -> list[dict[str, Any]]:
     claimed = {t.id: t for t in v.tasks(CLAIMED)}
     today = now_utc().date()
     spent: dict[str, list[float]] = {}
-    for state in (DONE, FAILED, NEEDS_HUMAN):
-        for t in v.tasks(state):
-            fin = parse_time(t.result.get("finished_at"))
-            by = v.machine_of(t)
-            if by and fin and fin.date() == today:
-                c = t.result.get("cost_usd")
-                spent.setdefault(by, []).append(float(c) if isinstance(c, int | float) and not isinstance(c, bool) else 0.0)
+    for t in [*v.snap.recent_done(2), *v.tasks(FAILED), *v.tasks(NEEDS_HUMAN)]:  # today's shard is among the newest 2
+        fin = parse_time(t.result.get("finished_at"))
+        by = v.machine_of(t)
+        if by and fin and fin.date() == today:
+            c = t.result.get("cost_usd")
+            spent.setdefault(by, []).append(float(c) if isinstance(c, int | float) and not isinstance(c, bool) else 0.0)
     out = []
     for name in v.names():
         m = v.metrics(name)
@@ -229,3 +242,23 @@ def monitor_lines(entry: dict[str, Any]) -> tuple[str, list[str]]:
     lines.append(f"today: {today['finished']} finished, {money(today['cost_usd'])} agent cost")
     return title, lines
 
+
+
+# ---------------------------------------------------------------- events (monitor --watch)
+
+class EventLog:
+    """The last few events of tasks this machine created, seen while watching (under the boxes)."""
+
+    def __init__(self, fleet: Fleet, keep: int = 8) -> None:
+        self.fleet = fleet
+        self.feed = EventFeed(created_by([fleet.machine]))
+        self.recent: deque[str] = deque(maxlen=keep)
+
+    def update(self, v: View) -> list[Event]:
+        self.feed.select = created_by([v.fleet.machine, *v.spec(v.fleet.machine).aliases])
+        new = self.feed.poll(v.snap)
+        self.recent.extend(e.line() for e in new)
+        return new
+
+    def lines(self) -> list[str]:
+        return ["", "events:", *(f"  {line}" for line in self.recent)] if self.recent else []

@@ -56,10 +56,12 @@ class Shell:
 
     # -- completion --
     def commands(self) -> list[str]:
-        return sorted([n for n, c in self.group.commands.items() if not c.hidden and n != "shell"] + list(BUILTINS))
+        ctx = click.Context(self.group)  # list/get_command, not .commands: the root group loads modules lazily
+        found = [n for n in self.group.list_commands(ctx) if n != "shell"]
+        return sorted([n for n in found if not getattr(self.group.get_command(ctx, n), "hidden", True)] + list(BUILTINS))
 
     def options_of(self, words: list[str]) -> list[str]:
-        cmd: click.Command | None = self.group.commands.get(words[0]) if words else None
+        cmd: click.Command | None = self.group.get_command(click.Context(self.group), words[0]) if words else None
         for w in words[1:]:
             if isinstance(cmd, click.Group) and w in cmd.commands:
                 cmd = cmd.commands[w]

@@ -49,9 +49,13 @@ class Snapshot:
         e = self.repo.lookup(self.tree, path)
         return self.repo.entries(e.sha) if e is not None and e.is_tree else []
 
+    def done_shards(self) -> list[tuple[str, str]]:
+        """(day, tree sha) of each day shard of done/, newest first; a shard's sha changes only when it does."""
+        return sorted(((e.name, e.sha) for e in self._dir(f"{states.QUEUE}/{DONE}") if e.is_tree), reverse=True)
+
     def done_days(self) -> list[str]:
         """Day shards of done/, newest first."""
-        return sorted((e.name for e in self._dir(f"{states.QUEUE}/{DONE}") if e.is_tree), reverse=True)
+        return [day for day, _ in self.done_shards()]
 
     def refs(self, state: str, *, problems: list[Problem] | None = None, days: Iterable[str] | None = None) -> Iterator[Ref]:
         """Task files in one state directory (done: every day shard, newest first)."""
@@ -63,8 +67,13 @@ class Snapshot:
             yield from self._ref(f"{base}/{e.name}", e.is_tree, e.sha, problems)
         if state == DONE:
             for day in days if days is not None else self.done_days():
-                for e in self._dir(f"{base}/{day}"):
-                    yield from self._ref(f"{base}/{day}/{e.name}", e.is_tree, e.sha, problems)
+                yield from self.shard(day, problems)
+
+    def shard(self, day: str, problems: list[Problem] | None = None) -> Iterator[Ref]:
+        """Task files of one day shard of done/."""
+        base = f"{states.QUEUE}/{DONE}/{day}"
+        for e in self._dir(base):
+            yield from self._ref(f"{base}/{e.name}", e.is_tree, e.sha, problems)
 
     @staticmethod
     def _ref(path: str, is_tree: bool, blob: str, problems: list[Problem] | None) -> Iterator[Ref]:
@@ -99,8 +108,20 @@ class Snapshot:
 
     def tasks(self, state_list: Iterable[str], problems: list[Problem] | None = None) -> list[taskmod.Task]:
         """Parsed tasks; a file that does not parse is reported in ``problems``, never raised."""
+        return self.load_all(self.all_refs(state_list, problems), problems)
+
+    def recent_done(self, days: int, problems: list[Problem] | None = None) -> list[taskmod.Task]:
+        """Parsed tasks of the newest ``days`` day shards of done/ (and any unsharded done file).
+
+        For views of recent work (events, review, today's spend): they never parse
+        the whole done history, which may hold 100,000 tasks.
+        """
+        return self.load_all(self.refs(DONE, problems=problems, days=self.done_days()[:days]), problems)
+
+    def load_all(self, refs: Iterable[Ref], problems: list[Problem] | None = None) -> list[taskmod.Task]:
+        """``load`` of each ref; a file that does not parse is reported in ``problems``, never raised."""
         out = []
-        for ref in self.all_refs(state_list, problems):
+        for ref in refs:
             try:
                 out.append(self.load(ref))
             except InvalidTask as e:

@@ -15,13 +15,22 @@ pipe the background master holds open) under a file lock, and torn down by
 ``$FLEETQ_SSH_CONFIG`` names an ssh_config file passed with ``-F`` (tests and
 unusual setups); config/fleet.yaml may set ``ssh_options`` (extra ``-o`` values),
 ``ssh_connect_timeout``, ``ssh_persist`` (seconds) and ``ssh_reuse`` (false turns
-the ControlMaster off).
+the ControlMaster off; ``FLEETQ_SSH_REUSE=0`` in the environment does the same, and is
+the switch for git's own connections, which run before any config is read).
+
+Git's network legs (fetch, push, ls-remote) to an ssh remote go through the same
+machinery (``git_ssh_env``): ``GIT_SSH_COMMAND`` is fleetq's ssh argv with a
+ControlPath of its own, so a claim's fetch and push ride one long-lived
+connection instead of paying a handshake each. A user's own ``GIT_SSH_COMMAND``,
+``GIT_SSH`` or ``core.sshCommand`` wins (fleetq then leaves ssh alone).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
+import socket
 import subprocess
 import tempfile
 import time
@@ -38,6 +47,7 @@ from .procs import ProcResult, run_command
 
 ENV_SSH_CONFIG = "FLEETQ_SSH_CONFIG"
 ENV_SSH_DIR = "FLEETQ_SSH_DIR"
+ENV_SSH_REUSE = "FLEETQ_SSH_REUSE"
 DEFAULT_EXCLUDES = ["node_modules", ".git", "dist", "build", "*.log", "__pycache__", ".venv"]
 CONNECT_TIMEOUT = 5
 PERSIST = 60
@@ -98,6 +108,8 @@ class SshOptions:
     persist: int = PERSIST
     reuse: bool = True
     extra: list[str] = field(default_factory=list)  # more -o options
+    control_path: str | None = None  # a literal socket path instead of <socket_dir>/%C
+    alive_interval: int = 15  # ServerAliveInterval: a dead peer is dropped after interval x 3
 
     @classmethod
     def from_config(cls, cfg: FleetConfig | None) -> SshOptions:
@@ -110,9 +122,14 @@ class SshOptions:
             config_file=os.environ.get(ENV_SSH_CONFIG) or None,
             connect_timeout=int(get("ssh_connect_timeout") or CONNECT_TIMEOUT),
             persist=int(get("ssh_persist") or PERSIST),
-            reuse=True if reuse is None else bool(reuse),
+            reuse=(True if reuse is None else bool(reuse)) and reuse_from_env(),
             extra=list(extra),
         )
+
+
+def reuse_from_env() -> bool:
+    """False when ``$FLEETQ_SSH_REUSE`` turns connection reuse off (0, no, false, off)."""
+    return os.environ.get(ENV_SSH_REUSE, "").strip().lower() not in ("0", "no", "false", "off")
 
 
 def socket_dir() -> Path:
@@ -151,9 +168,10 @@ def base_argv(opts: SshOptions, host: Host, *, batch: bool = True, master: str =
         argv += ["-p", str(host.port)]
     if batch:
         argv += ["-o", "BatchMode=yes"]
-    argv += ["-o", f"ConnectTimeout={opts.connect_timeout}", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3"]
+    argv += ["-o", f"ConnectTimeout={opts.connect_timeout}", "-o", f"ServerAliveInterval={opts.alive_interval}",
+             "-o", "ServerAliveCountMax=3"]
     if opts.reuse:
-        argv += ["-o", f"ControlPath={socket_dir()}/%C", "-o", f"ControlMaster={master}"]
+        argv += ["-o", f"ControlPath={opts.control_path or f'{socket_dir()}/%C'}", "-o", f"ControlMaster={master}"]
         if master != "no":
             argv += ["-o", f"ControlPersist={opts.persist}"]
     else:
@@ -210,6 +228,8 @@ def ensure_master(opts: SshOptions, host: Host) -> bool:
     with lock:
         if subprocess.run(check, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
             return False
+        if opts.control_path:  # a socket left by a killed master: a new master could not bind over it
+            Path(opts.control_path).unlink(missing_ok=True)
         argv = [*base_argv(opts, host, master="yes"), "-f", "-N", host.target]
         with tempfile.TemporaryFile() as err:
             try:
@@ -433,3 +453,111 @@ def presync(ctx: HandlerContext) -> HandlerResult | None:
         f.write(f"# synced {host.label}:{spec['path']} -> {dest}: {stats.files_sent} files, "
                 f"{human_bytes(stats.bytes_received)} received\n")
     return None
+
+
+# ---------------------------------------------------------------- git's own connections to an ssh remote
+
+GIT_ALIVE = 2  # ServerAliveInterval of git's master: a cut network drops it (and fails the git call) in ~6 s
+_SSH_URL = re.compile(r"^(?:ssh|git\+ssh|ssh\+git)://(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]/]+\]|[^/:]+)"
+                      r"(?::(?P<port>\d*))?(?:/.*)?$", re.I)
+_LINK_DOWN = re.compile(_NO_ANSWER.pattern + r"|control socket|mux_client|broken pipe|timeout, server|"
+                        r"connection to .* closed|could not read from remote|hung up", re.I)
+
+
+def url_host(url: str | None) -> Host | None:
+    """The SSH host of a git remote URL: ``ssh://[user@]host[:port]/path`` (and git+ssh://) or scp-like
+    ``[user@]host:path``; None for local paths, ``file://`` and other transports (git's own rules)."""
+    if not url:
+        return None
+    m = _SSH_URL.match(url)
+    if m:
+        host = m.group("host").strip("[]")
+        port = int(m.group("port")) if m.group("port") else None
+        return Host(None, f"{m.group('user')}@{host}" if m.group("user") else host, port)
+    if "://" in url or url.startswith(("/", ".", "~")):
+        return None
+    colon, slash = url.find(":"), url.find("/")
+    if colon <= 0 or 0 <= slash < colon:  # git: a colon before the first slash makes it scp-like
+        return None
+    return Host(None, url[:colon].replace("[", "").replace("]", ""), None)
+
+
+@dataclass
+class GitLink:
+    """fleetq's reused connection for git to one ssh remote."""
+
+    host: Host
+    opts: SshOptions
+    command: str  # the GIT_SSH_COMMAND value
+
+    @property
+    def socket(self) -> str | None:
+        return self.opts.control_path if self.opts.reuse else None
+
+
+_links: dict[tuple[str, int | None, str | None, str], GitLink] = {}
+
+
+def user_ssh_command() -> bool:
+    """The user chose git's ssh program in the environment (fleetq then leaves git's ssh alone)."""
+    return bool(os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH"))
+
+
+def git_link(url: str | None) -> GitLink | None:
+    """The link for ``url`` (None: not an ssh remote). Options come from the environment, since git's
+    network legs run before any fleet config is read: ``$FLEETQ_SSH_CONFIG``, ``$FLEETQ_SSH_REUSE``."""
+    host = url_host(url)
+    if host is None:
+        return None
+    opts = SshOptions.from_config(None)
+    key = (host.target, host.port, opts.config_file, f"{opts.reuse}:{os.environ.get(ENV_SSH_DIR, '')}")
+    link = _links.get(key)
+    if link is None:
+        opts.alive_interval = GIT_ALIVE
+        if opts.reuse:
+            digest = hashlib.sha1(f"{host.target}|{host.port}|{opts.config_file}".encode()).hexdigest()[:16]
+            opts.control_path = str(socket_dir() / f"git-{digest}")
+        # git adds the port (-p) and the destination itself
+        command = shlex.join(base_argv(opts, Host(None, host.target)))
+        link = _links[key] = GitLink(host, opts, command)
+    return link
+
+
+def _listening(path: str) -> bool:
+    """A master answers on its socket (a connect, no process spawned; a killed master leaves a dead file)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def git_ssh_env(url: str | None) -> dict[str, str] | None:
+    """The environment for one git network call to ``url``: ``GIT_SSH_COMMAND`` through a live master.
+
+    None when ``url`` is not ssh or the user set their own ssh program. The master is started when
+    its socket does not answer (first use, killed, or timed out by ControlPersist/ServerAlive):
+    a cheap in-process connect per call, a process spawn only when a master must start.
+    HostDown when the remote does not answer at all.
+    """
+    if user_ssh_command():
+        return None
+    link = git_link(url)
+    if link is None:
+        return None
+    if link.socket and not _listening(link.socket):
+        ensure_master(link.opts, link.host)
+    return {"GIT_SSH_COMMAND": link.command}
+
+
+def git_failed(url: str | None, stderr: str) -> None:
+    """A git network call failed: when the connection itself looks broken, close its master, so the
+    next call starts a fresh one rather than riding a half-dead link (a lost push race keeps it)."""
+    link = git_link(url) if not user_ssh_command() else None
+    if link is not None and link.socket and _LINK_DOWN.search(stderr or ""):
+        close_master(link.opts, link.host)
+        Path(link.socket).unlink(missing_ok=True)

@@ -142,7 +142,7 @@ class Completion:
     outcome: str  # done | failed | needs_human
     result: dict[str, Any] = field(default_factory=dict)
     retry_after: float | None = None  # seconds: a failure with attempts left goes back to pending
-    status: str = ""  # filled in: applied | retried | stale
+    status: str = ""  # filled in: applied | retried | waiting (usage limit: result.wait_until) | stale
 
 
 def complete_plan(snap: Snapshot, items: list[Completion], machine: str, now: dt.datetime) -> Plan | None:
@@ -166,7 +166,17 @@ def complete_plan(snap: Snapshot, items: list[Completion], machine: str, now: dt
             continue
         dst = c.outcome
         fields: dict[str, Any] = {"result": {**c.result, "machine": machine, "attempt": c.attempt, "finished_at": fmt_time(now)}}
-        if dst == FAILED and c.retry_after is not None and t.attempts < t.max_attempts:
+        wait_until = c.result.get("wait_until") if dst == FAILED else None
+        if wait_until:
+            # A usage limit is no failure of the task: it waits for the reset whatever its attempts,
+            # and the attempt is given back by growing max_attempts (the claim's attempt number,
+            # a fencing token, never goes down).
+            dst = PENDING
+            why = f"usage limit (agent {c.result.get('agent') or '?'}) until {wait_until}; this attempt does not count"
+            fields.update(not_before=wait_until, claim=None, max_attempts=t.max_attempts + 1,
+                          notes=_note(t, why, machine, now))
+            c.status = "waiting"
+        elif dst == FAILED and c.retry_after is not None and t.attempts < t.max_attempts:
             dst = PENDING
             fields["not_before"] = fmt_time(now + dt.timedelta(seconds=c.retry_after))
             fields["claim"] = None
@@ -283,12 +293,35 @@ def archive(fleet: Fleet, before: str) -> list[str]:
         if not days:
             return None
         p = Plan(subject=f"fleetq: archive done before {before}", value=days)
-        for day in days:
-            for ref in snap.refs(DONE, days=[day]):
-                if ref.loc.day == day:
-                    p.changes[ref.loc.path] = None
-        p.trailers.append(("Fleetq-Transition", f"done->archived {len(p.changes)} tasks"))
+        count = 0
+        for day in days:  # a whole day shard goes at once: one tree entry, not a path per task
+            count += sum(1 for _ in snap.shard(day))
+            p.changes[f"{states.QUEUE}/{DONE}/{day}"] = None
+        p.trailers.append(("Fleetq-Transition", f"done->archived {count} tasks"))
         return p
 
     landed = transact(fleet, plan)
     return landed.value if landed else []
+
+
+# -- review of isolated agent runs (fleetq/review.py) --
+
+def record_review(fleet: Fleet, task_id: str, decision: str, notes: str | None = None,
+                  detail: dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    """Record a person's accept/reject of a run's branch: ``result.review: {decision, by, at, ...}`` and a note.
+
+    The task stays in its state; a decision already recorded (by anyone) is a Conflict. It lives in
+    ``result`` (not a new top-level field) because it is about that run: a re-run's result replaces it.
+    """
+
+    def edit(t: Task, now: dt.datetime) -> tuple[str, dict[str, Any]]:
+        old = t.result.get("review")
+        if isinstance(old, dict) and old.get("decision"):
+            raise Conflict(f"{t.id} was already {old['decision']} by {old.get('by')}")
+        review = {"decision": decision, "by": fleet.machine, "at": fmt_time(now), **(detail or {})}
+        if notes:
+            review["notes"] = notes
+        text = f"review: {decision}" + (f": {notes}" if notes else "")
+        return t.state, {"result": {**t.result, "review": review}, "notes": _note(t, text, fleet.machine, now)}
+
+    return _each(fleet, [task_id], f"review {decision}", edit)

@@ -6,6 +6,18 @@ due schedules. Runs happen in threads, each driving a supervised process tree.
 The loop wakes on a timer (a cheap ``ls-remote`` first), on watchdog events
 (the local remote's refs, files dropped into ``queue/pending/``), when a run
 ends, and at schedule fire times.
+
+Self-fencing (no task runs on two machines at once): other workers reap our
+claims after a full ``lease`` in which *they* saw our heartbeat ref unchanged,
+and a heartbeat can only be seen after it landed. So this worker times each
+heartbeat from just before its push, and when none has landed for
+``lease - max(2 x heartbeat, lease / 4)`` (a cut network, a remote that is
+down) a watchdog thread kills its running tasks: they are handed back (no
+attempt spent) once the remote answers again, or found already reaped. The
+kill lands before any reap can, so a reaped task is never still running here.
+For the same reason the worker claims only while its lease is fresh (it
+beats first when it is not). Results finished before the fence stay in the
+journal and are pushed when the remote answers (a reaped one as a note).
 """
 from __future__ import annotations
 
@@ -18,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import agents as agentsmod, handlers_loader, schedules as schedmod, signing, states, transitions, yamlio
+from . import agents as agentsmod, handlers_loader, notify, schedules as schedmod, signing, states, transitions, yamlio
 from .cas import Plan, transact
 from .config import FleetConfig
 from .errors import Conflict, FleetqError, RemoteError
@@ -34,7 +46,7 @@ from .fsck import rewritten
 from .snapshot import Problem, Snapshot
 from .ssh import presync
 from .states import CLAIMED, FAILED, NEEDS_HUMAN
-from .task import Task, now_utc
+from .task import Task, fmt_time, now_utc, parse_time
 
 log = logging.getLogger("fleetq.worker")
 LINGER = 0.015  # seconds
@@ -71,6 +83,10 @@ class Worker:
         self.seq = 0
         self.first_seen: dict[str, dt.datetime] = {}
         self.last_beat = 0.0
+        self.beat_landed = 0.0  # when the last heartbeat that landed was started (fencing)
+        self.fenced_total = 0
+        self._fence_stop = threading.Event()  # ends the fence and heartbeat threads
+        self._beat_lock = threading.Lock()  # the loop and the heartbeat thread never beat at once
         self.last_reap = 0.0
         self.last_checkout = 0.0
         self.sched_state = fleet.state_dir / "schedules.yaml"
@@ -79,6 +95,8 @@ class Worker:
         self.cfg: FleetConfig | None = None
         self.agents: dict[str, Any] = {}
         self.installed: set[str] = set()
+        self.limited: dict[str, dt.datetime] = {}  # agent -> until when it is usage-limited (seen here)
+        self.notifier = notify.Notifier(fleet)  # tells this machine's user about the tasks it created
         self._head_tree: tuple[str, ...] | None = None
         self._observer_thread: Any = None
         self.claimed_total = 0
@@ -107,6 +125,7 @@ class Worker:
                 self._observer_thread.stop()
             self._beat(force=True)
             self._refresh_checkout(force=True)
+            self._notify_last()
         log.info("worker %s stopped (%d claimed, %d finished)", self.fleet.machine, self.claimed_total, self.finished_total)
         return 0
 
@@ -135,6 +154,14 @@ class Worker:
         signal.signal(signal.SIGINT, on_signal)
 
     def _loop(self) -> None:
+        for target, name in ((self._fence_watch, "fence"), (self._beat_watch, "heartbeat")):
+            threading.Thread(target=target, name=name, daemon=True).start()
+        try:
+            self._loop_passes()
+        finally:
+            self._fence_stop.set()
+
+    def _loop_passes(self) -> None:
         passes = 0
         while True:
             self.idle = False
@@ -181,9 +208,14 @@ class Worker:
         fleet = self.fleet
         results = self.journal.pending()
         free = 0 if (self.stopping or not claim) else max(0, int(self.setting("slots")) - len(self.running))
+        if free and not self._lease_held():
+            self._beat(force=True)  # fencing: claim only while our heartbeat is known to land
+            if not self._lease_held():
+                free = 0
         head = self._sync(force=bool(results) or free > 0 and self._busy_recently)
         snap = Snapshot(fleet.repo, head)
         self._refresh_head(snap)
+        self.notifier.check(snap)
         self._check_running(snap)
         if self.dropped:
             self._take_dropped(snap)
@@ -196,7 +228,7 @@ class Worker:
             return False
         with self.lock:
             nothing_running = not self.running
-        seat = Seat(self.cfg.machine(fleet.machine), agents=self.installed, first_seen=self.first_seen)
+        seat = Seat(self.cfg.machine(fleet.machine), agents=self._usable_agents(), first_seen=self.first_seen)
         problems: list[Problem] = []
 
         def plan(s: Snapshot) -> Plan | None:
@@ -206,7 +238,8 @@ class Worker:
             if results:
                 p.add(transitions.complete_plan(s, results, fleet.machine, now))
             if handbacks:
-                p.add(transitions.handback_plan(s, handbacks, fleet.machine, "worker shut down", now, spend=False))
+                p.add(transitions.handback_plan(s, handbacks, fleet.machine, "worker shut down" if self.handback
+                                                else "its worker lost the lease (fenced)", now, spend=False))
             if orphans:
                 p.add(reap_plan(s, orphans, fleet.machine))
             if free:
@@ -243,6 +276,14 @@ class Worker:
         self._refresh_checkout()
         return bool(claimed or results)
 
+    def _notify_last(self) -> None:
+        """On the way out: tell about what the last pass reported, and let running notifiers finish."""
+        try:
+            self.notifier.check(Snapshot(self.fleet.repo, self.fleet.repo.rev("refs/remotes/origin/main")))
+        except FleetqError as e:
+            log.debug("no last notification check: %s", e)
+        self.notifier.drain(5)
+
     def _refresh_checkout(self, *, force: bool = False) -> None:
         """Keep the person's checkout current when it is clean (throttled: it costs a few git calls)."""
         if not force and time.time() - self.last_checkout < 10:
@@ -254,6 +295,44 @@ class Worker:
             log.debug("checkout not refreshed: %s", e)
 
     _busy_recently = True
+
+    def _fence_after(self) -> float:
+        """Seconds without a landed heartbeat after which running tasks are killed (before anyone may reap)."""
+        lease = float(self.setting("lease") or 60)
+        hb = float(self.setting("heartbeat") or 10)
+        return lease - max(2 * hb, lease / 4)
+
+    def _lease_held(self) -> bool:
+        return time.time() - self.beat_landed < self._fence_after()
+
+    def _fence_watch(self) -> None:
+        """The fence runs in its own thread: the loop may sit in a git call to a dead remote."""
+        while not self._fence_stop.wait(min(0.5, float(self.setting("heartbeat") or 10) / 4)):
+            self._fence()
+
+    def _beat_watch(self) -> None:
+        """Heartbeats in their own thread too: a pass stuck in push retries must not starve the lease."""
+        hb = float(self.setting("heartbeat") or 10)
+        while not self._fence_stop.wait(min(0.5, hb / 4)):
+            if self.cfg is not None and time.time() - self.last_beat >= hb:
+                self._beat()
+
+    def _fence(self) -> None:
+        """Kill running tasks when our heartbeat has not landed for too long: others may reap them."""
+        if self._lease_held():
+            return
+        age = time.time() - self.beat_landed
+        with self.lock:
+            runs = [r for r in self.running.values() if not r.handing_back]
+            for r in runs:
+                r.why = f"lost the lease: no heartbeat landed for {age:.1f}s"
+                r.handing_back = True  # its result must not count: another machine may run it next
+                r.cancel.set()
+        for r in runs:
+            self.fenced_total += 1
+            log.warning("fenced %s (attempt %d): %s; it goes back to pending", r.task.id, r.attempt, r.why)
+        if runs:
+            self.wake.set()
 
     def _sync(self, *, force: bool) -> str | None:
         """The remote head: fetched when it moved (a cheap ls-remote decides) or when we will push anyway."""
@@ -306,6 +385,7 @@ class Worker:
             log.error("%s (using the built-in agents)", e)
             self.agents = agentsmod.load_agents(None)
         self.installed = set(agentsmod.installed_agents(self.agents))
+        self.notifier.select = notify.created_by([self.fleet.machine, *self.cfg.machine(self.fleet.machine).aliases])
         self._head_tree = key
 
     def _note_sightings(self, snap: Snapshot, now: dt.datetime) -> None:
@@ -351,10 +431,10 @@ class Worker:
         return found
 
     def _handbacks(self) -> dict[str, tuple[str | None, int | None]]:
-        if not self.handback:
-            return {}
+        """Runs killed to be handed back (shutdown, fencing) whose threads have ended."""
         with self.lock:
-            done = {tid: r for tid, r in self.running.items() if r.thread is not None and not r.thread.is_alive()}
+            done = {tid: r for tid, r in self.running.items()
+                    if r.handing_back and r.thread is not None and not r.thread.is_alive()}
             for tid in done:
                 del self.running[tid]
         return {tid: (self.fleet.machine, r.attempt) for tid, r in done.items()}
@@ -408,6 +488,8 @@ class Worker:
         retry = None
         if res.outcome == FAILED and not run.cancel.is_set():
             retry = float(self.setting("retry_backoff") or 30)
+            if res.extra.get("usage_limit"):
+                self._limit_wait(t, res)
         c = transitions.Completion(t.id, run.attempt, res.outcome, redact_result(res.to_dict(), self.cfg), retry)
         self.journal.record(c)
         with self.lock:
@@ -415,11 +497,45 @@ class Worker:
         log.info("finished %s: %s%s", t.id, res.outcome, f" ({res.error})" if res.error else "")
         self.wake.set()
 
+    def _limit_wait(self, t: Task, res: HandlerResult) -> None:
+        """A usage-limited run: the task waits for the reset (``result.wait_until``, read by
+        complete_plan), and this worker claims nothing else for that agent until then."""
+        now = now_utc()
+        wait = agentsmod.limit_wait(parse_time(res.extra.get("usage_limit_reset")), t.result, now=now,
+                                    backoff=float(self.setting("usage_limit_backoff") or 900),
+                                    max_waits=int(self.setting("usage_limit_max_waits") or 10))
+        if wait is None:
+            log.warning("%s hit a usage limit %s times in a row: failing it", t.id, self.setting("usage_limit_max_waits"))
+            return
+        until, waits = wait
+        res.extra.update(wait_until=fmt_time(until), limit_waits=waits)
+        agent = res.extra.get("agent")
+        if agent:
+            with self.lock:
+                self.limited[str(agent)] = max(until, self.limited.get(str(agent), until))
+        log.info("%s: usage limit (agent %s) until %s", t.id, agent or "?", fmt_time(until))
+
+    def _usable_agents(self) -> set[str]:
+        """Installed agents minus those this worker saw hit a usage limit that has not reset yet."""
+        now = now_utc()
+        with self.lock:
+            for name in [n for n, until in self.limited.items() if until <= now]:
+                del self.limited[name]
+            return self.installed - set(self.limited)
+
     # -- heartbeat, schedules, dropped files --
     def _beat(self, *, force: bool = False) -> None:
         hb = float(self.setting("heartbeat") or 10)
         if not force and time.time() - self.last_beat < hb:
             return
+        if not self._beat_lock.acquire(blocking=False):
+            return  # the other thread is beating right now
+        try:
+            self._beat_now()
+        finally:
+            self._beat_lock.release()
+
+    def _beat_now(self) -> None:
         self.seq += 1
         spec = self.cfg.machine(self.fleet.machine) if self.cfg else None
         with self.lock:
@@ -430,8 +546,10 @@ class Worker:
                 "capabilities": list(spec.capabilities) if spec else [], "agents": sorted(self.installed),
                 "running": running, "load": load_metrics()}
         try:
+            started = time.time()  # before the push: a reaper can only see it after it landed
             beat(self.fleet, info)
             self.last_beat = time.time()
+            self.beat_landed = started
         except FleetqError as e:
             log.warning("heartbeat failed: %s", e)
 

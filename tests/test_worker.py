@@ -322,3 +322,38 @@ def test_agent_tasks_run_with_the_real_argv_contract(fleets: Fleets, tmp_path: P
     assert by_agent["codex"]["argv"][0] == "exec"
     assert all(c["cwd"] == str(proj) for c in seen)
     assert (proj / "made.txt").read_text() == "by agent"
+
+
+def test_a_cut_off_worker_kills_its_task_before_another_reaps_it(fleets: Fleets, tmp_path: Path) -> None:
+    """Self-fencing: a worker whose heartbeat cannot land kills its runs before the lease lets anyone reap."""
+    a, b = fleets.clone("a"), fleets.clone("b")
+    runs, pids = tmp_path / "runs", tmp_path / "pids"
+    script = (f'echo "$FLEETQ_MACHINE $FLEETQ_ATTEMPT" >> {runs}; '
+              f'if [ "$FLEETQ_MACHINE" = a ]; then sleep 60 & echo $! > {pids}; wait; '
+              f'else s=$(cut -d" " -f3 /proc/$(cat {pids})/stat 2>/dev/null); '
+              f'[ -n "$s" ] && [ "$s" != Z ] && echo OVERLAP >> {runs}; fi; true')  # a zombie is dead
+    add(fleets.first, tasks(1, "f", payload={"script": script}))
+    wa = WorkerProc(a, "--lease", "4")
+    wb = None
+    try:
+        wait_for(lambda: pids.exists() and pids.read_text().strip(), 30, what="the task to start on a")
+        child = int(pids.read_text())
+        git(a.root, "config", "remote.origin.url", str(tmp_path / "nowhere.git"))  # a's network is cut
+        cut_at = time.monotonic()
+        wb = WorkerProc(b, "--lease", "4")
+        wait_for(lambda: not _alive(child), 15, what="a to fence its run")
+        fenced_after = time.monotonic() - cut_at
+        assert fenced_after < 4, f"fenced only after {fenced_after:.1f}s, past the lease"
+        assert "fenced f000" in wa.log
+        wait_for(lambda: states_of(fleets.first).get("f000") == "done", 60, what="b to reap and re-run it")
+        git(a.root, "config", "remote.origin.url", fleets.remote)  # the network is back
+        wait_for(lambda: "cannot" not in wa.log.splitlines()[-1], 20, what="a to reconnect")
+        time.sleep(2)
+    finally:
+        wa.stop()
+        if wb:
+            wb.stop()
+    assert runs.read_text().splitlines() == ["a 1", "b 2"], runs.read_text()
+    t = fleets.first.snapshot().get("f000")
+    assert t.state == "done" and t.result["machine"] == "b" and t.attempts == 2
+    assert any("orphaned: a" in n["text"] for n in t.data["notes"])

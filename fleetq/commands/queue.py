@@ -1,5 +1,7 @@
-"""Looking at tasks: `queue`, `show`, `log`, `review`, `failures`."""
+"""Looking at tasks: `queue`, `show`, `log`, `failures`."""
 from __future__ import annotations
+
+import datetime as dt
 
 import click
 
@@ -7,8 +9,8 @@ from .. import history, listing, output
 from ..fsck import rewritten
 from ..context import AppContext, pass_app
 from ..snapshot import Problem
-from ..states import FAILED, NEEDS_HUMAN
-from ..task import Task
+from ..states import FAILED, PENDING
+from ..task import Task, now_utc
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -18,9 +20,17 @@ def _report(problems: list[Problem]) -> None:
         output.warn(str(p))
 
 
-def _row(t: Task) -> list[str]:
-    return [t.id, t.state, t.type, t.machine_column(), t.agent or "", str(t.priority), listing.age(t.created_at),
-            output.preview(t.summary())]
+def _state_column(t: Task, now: dt.datetime) -> str:
+    """``pending (waits 1h)`` while a pending task's not_before (retry backoff, usage limit) is ahead."""
+    nb = t.not_before
+    if t.state == PENDING and nb is not None and nb > now:
+        return f"{t.state} (waits {listing.age(now, nb)})"
+    return t.state
+
+
+def _row(t: Task, now: dt.datetime) -> list[str]:
+    return [t.id, _state_column(t, now), t.type, t.machine_column(), t.agent or "", str(t.priority),
+            listing.age(t.created_at), output.preview(t.summary())]
 
 
 HEADERS = ["ID", "State", "Type", "Machine", "Agent", "Pri", "Age", "Task / Notes"]
@@ -51,7 +61,8 @@ def queue(app: AppContext, status: str | None, machine: str | None, limit: int, 
     if as_json:
         output.emit_json({"tasks": [t.to_json() for t in tasks], "problems": [p.__dict__ for p in problems]})
         return
-    output.emit_table([_row(t) for t in tasks], HEADERS, empty="(no tasks)")
+    now = now_utc()
+    output.emit_table([_row(t, now) for t in tasks], HEADERS, empty="(no tasks)")
     _report(problems)
 
 
@@ -66,9 +77,16 @@ def _details(t: Task) -> list[tuple[str, object]]:
     ]
     for k, v in t.payload.items():
         pairs.append((f"payload.{k}", v))
-    for k in ("exit_code", "duration", "error", "cost_usd", "stdout_tail", "stderr_tail"):
+    for k in ("exit_code", "duration", "error", "cost_usd", "wait_until", "branch", "pushed", "push_error",
+              "stdout_tail", "stderr_tail"):
         if r.get(k) not in (None, ""):
             pairs.append((f"result.{k}", r[k]))
+    if r.get("branch"):
+        pairs.append(("result.diffstat", f"{r.get('files_changed', 0)} files, +{r.get('insertions', 0)} "
+                                         f"-{r.get('deletions', 0)} ({str(r.get('base', ''))[:10]}..{str(r.get('head', ''))[:10]})"))
+    review = r.get("review")
+    if isinstance(review, dict):
+        pairs.append(("result.review", f"{review.get('decision')} by {review.get('by')} at {review.get('at')}"))
     for n in t.data.get("notes") or []:
         pairs.append(("note", f"{n.get('at')} {n.get('by')}: {n.get('text')}" if isinstance(n, dict) else n))
     return [(k, v) for k, v in pairs if v not in (None, "")]
@@ -131,17 +149,9 @@ def _attention(app: AppContext, state: str, as_json: bool, hint: str) -> None:
 @click.command()
 @json_option
 @pass_app
-def review(app: AppContext, as_json: bool) -> None:
-    """Tasks waiting for a person (needs_human), with details."""
-    _attention(app, NEEDS_HUMAN, as_json, "   → fleetq resolve {id} done|pending|failed [--notes TEXT]")
-
-
-@click.command()
-@json_option
-@pass_app
 def failures(app: AppContext, as_json: bool) -> None:
     """Failed tasks with their errors and the command that re-queues each."""
     _attention(app, FAILED, as_json, "   → re-queue: fleetq resolve {id} pending")
 
 
-commands = [queue, show, log, review, failures]
+commands = [queue, show, log, failures]  # `review` lives in commands/review.py
