@@ -118,12 +118,6 @@ def _remote_git(fleet: Fleet, info: RunInfo, args: str) -> str:
 
 # ---------------------------------------------------------------- decisions
 
-def _undecided(task: Task) -> None:
-    done = task.result.get("review")
-    if isinstance(done, dict) and done.get("decision"):
-        raise Conflict(f"{task.id} was already {done['decision']} by {done.get('by')} at {done.get('at')}")
-
-
 def _require_local(info: RunInfo, repo: str | None, task: Task, verb: str) -> ProjectRepo:
     local = local_repo(info, repo, task)
     if local is None:
@@ -145,7 +139,7 @@ def accept(fleet: Fleet, task: Task, *, mode: str = "ff", into: str | None = Non
     if mode not in ("ff", "merge"):
         raise UsageError(f"accept mode is ff or merge, not '{mode}'")
     info = RunInfo.of(task)
-    _undecided(task)
+    transitions.check_undecided(task)  # before touching the repo; record_review checks again on the head
     target = into or info.base_branch
     if not target:
         raise UsageError(f"{task.id}: the run did not start from a branch; say which one with --into BRANCH")
@@ -199,7 +193,7 @@ def _merge(fleet: Fleet, local: ProjectRepo, target: str, old: str, head: str, m
 def reject(fleet: Fleet, task: Task, *, notes: str | None = None, repo: str | None = None) -> dict:
     """Delete the run's branch (here, on the pushed remote, or on the worker over SSH); record the decision."""
     info = RunInfo.of(task)
-    _undecided(task)
+    transitions.check_undecided(task)  # before touching the repo; record_review checks again on the head
     deleted: list[str] = []
     local = local_repo(info, repo, task)
     if local is not None and local.delete_branch(info.branch):

@@ -306,6 +306,13 @@ def archive(fleet: Fleet, before: str) -> list[str]:
 
 # -- review of isolated agent runs (fleetq/review.py) --
 
+def check_undecided(t: Task) -> None:
+    """Conflict when a person already accepted or rejected this run."""
+    done = t.result.get("review")
+    if isinstance(done, dict) and done.get("decision"):
+        raise Conflict(f"{t.id} was already {done['decision']} by {done.get('by')} at {done.get('at')}")
+
+
 def record_review(fleet: Fleet, task_id: str, decision: str, notes: str | None = None,
                   detail: dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
     """Record a person's accept/reject of a run's branch: ``result.review: {decision, by, at, ...}`` and a note.
@@ -315,9 +322,7 @@ def record_review(fleet: Fleet, task_id: str, decision: str, notes: str | None =
     """
 
     def edit(t: Task, now: dt.datetime) -> tuple[str, dict[str, Any]]:
-        old = t.result.get("review")
-        if isinstance(old, dict) and old.get("decision"):
-            raise Conflict(f"{t.id} was already {old['decision']} by {old.get('by')}")
+        check_undecided(t)
         review = {"decision": decision, "by": fleet.machine, "at": fmt_time(now), **(detail or {})}
         if notes:
             review["notes"] = notes
