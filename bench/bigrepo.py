@@ -11,6 +11,7 @@ pushes). The remote is then maintained the way a fleet owner would
 Cached under bench/.cache/bigrepo-v<VERSION>-<N>/remote.git (git-ignored); every
 benchmark run works on a copy, so the cache never moves.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,13 +20,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from fleetq import initfleet, transitions
-from fleetq.config import MachineSpec
-from fleetq.gitrepo import maintenance
-from fleetq.matching import Seat
-from fleetq.snapshot import Snapshot
-from fleetq.states import CLAIMED, DONE, PENDING
-from fleetq.task import fmt_time, now_utc
+from fleetq.core import transitions
+from fleetq.core.config import MachineSpec
+from fleetq.core.matching import Seat
+from fleetq.core.snapshot import Snapshot
+from fleetq.core.states import CLAIMED, DONE, PENDING
+from fleetq.core.task import fmt_time, now_utc
+from fleetq.fleet import initfleet
+from fleetq.git.inspect import maintenance
 
 VERSION = 1  # bump when the layout or the template changes
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -35,8 +37,18 @@ TEMPLATE_ID = "tplxq0000000"  # swapped for each copy's id; appears nowhere else
 def _templates(base: Path) -> tuple[dict[str, bytes], str]:
     """A real task's file in pending, claimed and done (fleetq's own bytes) and the fleet's remote."""
     fleet, remote = initfleet.init(base / "tpl", machine="history")
-    transitions.create(fleet, [{"id": TEMPLATE_ID, "type": "run_script", "title": f"history task {TEMPLATE_ID}",
-                                "created_at": fmt_time(now_utc()), "payload": {"script": "make test"}}])
+    transitions.create(
+        fleet,
+        [
+            {
+                "id": TEMPLATE_ID,
+                "type": "run_script",
+                "title": f"history task {TEMPLATE_ID}",
+                "created_at": fmt_time(now_utc()),
+                "payload": {"script": "make test"},
+            }
+        ],
+    )
     out: dict[str, bytes] = {}
 
     def grab(state: str) -> None:
@@ -49,13 +61,27 @@ def _templates(base: Path) -> tuple[dict[str, bytes], str]:
     got = transitions.claim(fleet, Seat(MachineSpec("history", capabilities=["run_script"])), 1)
     assert got
     grab(CLAIMED)
-    transitions.complete(fleet, [transitions.Completion(TEMPLATE_ID, 1, DONE, {
-        "exit_code": 0, "duration": 12.3, "stdout_tail": "ok: 214 passed in 11.9s", "stderr_tail": ""})])
+    transitions.complete(
+        fleet,
+        [
+            transitions.Completion(
+                TEMPLATE_ID,
+                1,
+                DONE,
+                {"exit_code": 0, "duration": 12.3, "stdout_tail": "ok: 214 passed in 11.9s", "stderr_tail": ""},
+            )
+        ],
+    )
     grab(DONE)
     # leave the remote as a fresh fleet: drop the template task's three commits
     head = fleet.repo.rev("refs/remotes/origin/main")
-    first = subprocess.run(["git", "rev-list", "--max-count=1", "--invert-grep", f"--grep={TEMPLATE_ID}", head],
-                           cwd=fleet.root, capture_output=True, text=True, check=True).stdout.strip()
+    first = subprocess.run(
+        ["git", "rev-list", "--max-count=1", "--invert-grep", f"--grep={TEMPLATE_ID}", head],
+        cwd=fleet.root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     subprocess.run(["git", "update-ref", "refs/heads/main", first], cwd=remote, check=True)
     return out, remote
 
@@ -69,8 +95,12 @@ def _stream(tpl: dict[str, bytes], parent: str, n: int, per_batch: int, start_da
         nonlocal first, t
         t += 600
         m = msg.encode()
-        head = [b"commit refs/heads/main", f"committer history <history@example.invalid> {t} +0000".encode(),
-                f"data {len(m)}".encode(), m]
+        head = [
+            b"commit refs/heads/main",
+            f"committer history <history@example.invalid> {t} +0000".encode(),
+            f"data {len(m)}".encode(),
+            m,
+        ]
         if first:
             head.append(f"from {parent}".encode())
             first = False
@@ -84,19 +114,24 @@ def _stream(tpl: dict[str, bytes], parent: str, n: int, per_batch: int, start_da
         day = (start_day + dt.timedelta(days=b // per_batch)).isoformat()
         bodies = {s: [tpl[s].replace(TEMPLATE_ID.encode(), i.encode()) for i in ids] for s in tpl}
 
-        def trailers(src: str, dst: str) -> str:
+        def trailers(src: str, dst: str, ids: list[str] = ids) -> str:
             return "".join(f"Fleetq-Task: {i}\nFleetq-Transition: {src}->{dst}\n" for i in ids)
 
-        yield commit(f"fleetq: add {ids[0]} (+{len(ids) - 1})\n\nFleetq-Machine: history\n{trailers('new', PENDING)}",
-                     [op(f"queue/pending/{i}.yaml", d) for i, d in zip(ids, bodies[PENDING])])
-        yield commit(f"fleetq: history claims {ids[0]} (+{len(ids) - 1})\n\nFleetq-Machine: history\n"
-                     f"{trailers(PENDING, CLAIMED)}",
-                     [f"D queue/pending/{i}.yaml".encode() for i in ids]
-                     + [op(f"queue/claimed/{i}.yaml", d) for i, d in zip(ids, bodies[CLAIMED])])
-        yield commit(f"fleetq: history reports {ids[0]} (+{len(ids) - 1})\n\nFleetq-Machine: history\n"
-                     f"{trailers(CLAIMED, DONE)}",
-                     [f"D queue/claimed/{i}.yaml".encode() for i in ids]
-                     + [op(f"queue/done/{day}/{i}.yaml", d) for i, d in zip(ids, bodies[DONE])])
+        yield commit(
+            f"fleetq: add {ids[0]} (+{len(ids) - 1})\n\nFleetq-Machine: history\n{trailers('new', PENDING)}",
+            [op(f"queue/pending/{i}.yaml", d) for i, d in zip(ids, bodies[PENDING])],
+        )
+        yield commit(
+            f"fleetq: history claims {ids[0]} (+{len(ids) - 1})\n\nFleetq-Machine: history\n"
+            f"{trailers(PENDING, CLAIMED)}",
+            [f"D queue/pending/{i}.yaml".encode() for i in ids]
+            + [op(f"queue/claimed/{i}.yaml", d) for i, d in zip(ids, bodies[CLAIMED])],
+        )
+        yield commit(
+            f"fleetq: history reports {ids[0]} (+{len(ids) - 1})\n\nFleetq-Machine: history\n{trailers(CLAIMED, DONE)}",
+            [f"D queue/claimed/{i}.yaml".encode() for i in ids]
+            + [op(f"queue/done/{day}/{i}.yaml", d) for i, d in zip(ids, bodies[DONE])],
+        )
 
 
 def build(work: Path, n: int = 100_000, per_batch: int = 1000) -> tuple[Path, dict]:
@@ -108,8 +143,9 @@ def build(work: Path, n: int = 100_000, per_batch: int = 1000) -> tuple[Path, di
         shutil.rmtree(target, ignore_errors=True)
         t0 = time.time()
         tpl, fresh = _templates(work / "bigrepo-build")
-        parent = subprocess.run(["git", "rev-parse", "refs/heads/main"], cwd=fresh, capture_output=True, text=True,
-                                check=True).stdout.strip()
+        parent = subprocess.run(
+            ["git", "rev-parse", "refs/heads/main"], cwd=fresh, capture_output=True, text=True, check=True
+        ).stdout.strip()
         start = dt.date.today() - dt.timedelta(days=n // per_batch + 1)
         proc = subprocess.Popen(["git", "fast-import", "--quiet", "--force"], cwd=fresh, stdin=subprocess.PIPE)
         assert proc.stdin is not None

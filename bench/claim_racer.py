@@ -2,6 +2,7 @@
 
 usage: claim_racer.py CLONE MACHINE BATCH START_AT OUT
 """
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,21 @@ import sys
 import time
 from pathlib import Path
 
-from fleetq import cas, transitions
-from fleetq.config import MachineSpec
+from fleetq.core import cas, transitions
+from fleetq.core.clone import Fleet
+from fleetq.core.config import MachineSpec
+from fleetq.core.matching import Seat
 from fleetq.errors import Conflict
-from fleetq.fleet import Fleet
-from fleetq.matching import Seat
 
 
 def main() -> None:
-    clone, machine, batch, start_at, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), Path(sys.argv[5])
+    clone, machine, batch, start_at, out = (
+        sys.argv[1],
+        sys.argv[2],
+        int(sys.argv[3]),
+        float(sys.argv[4]),
+        Path(sys.argv[5]),
+    )
     fleet = Fleet(Path(clone), machine)
     seat = Seat(MachineSpec(machine, capabilities=["run_script"]))
     while time.time() < start_at:
@@ -31,7 +38,9 @@ def main() -> None:
         if not got:
             break
         n += len(got)
-    out.write_text(json.dumps({"claimed": n, "end": time.time(), "pushes": cas.STATS.pushes, "rejected": cas.STATS.rejected}))
+    out.write_text(
+        json.dumps({"claimed": n, "end": time.time(), "pushes": cas.STATS.pushes, "rejected": cas.STATS.rejected})
+    )
 
 
 if __name__ == "__main__":

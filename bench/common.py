@@ -1,4 +1,5 @@
 """Shared set-up for the benchmarks: an isolated environment and an embedded fleet in a temp dir."""
+
 from __future__ import annotations
 
 import os
@@ -18,12 +19,19 @@ def isolate() -> Path:
     home = base / "home"
     home.mkdir()
     (base / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
-    os.environ.update({
-        "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
-        "GIT_CONFIG_GLOBAL": str(base / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-        "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-    })
+    os.environ.update(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_DATA_HOME": str(home / ".local/share"),
+            "GIT_CONFIG_GLOBAL": str(base / "gitconfig"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "bench",
+            "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+            "GIT_COMMITTER_NAME": "bench",
+            "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+        }
+    )
     os.environ.pop("FLEETQ_FLEET", None)
     os.environ.pop("FLEETQ_MACHINE", None)
     os.chdir(base)

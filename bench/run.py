@@ -13,6 +13,7 @@ Writes the table to bench/results/latest.md. Groups:
   big      100,000 done tasks in the history: queue/status wall time, claim vs an empty repo
   startup  `fleetq --help` vs bare python
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, dir_bytes, git, isolate, median_ms, pct_ms, plain_git_round_trip  # noqa: E402
 
-from fleetq import initfleet, transitions  # noqa: E402
-from fleetq.config import MachineSpec  # noqa: E402
-from fleetq.fleet import Fleet  # noqa: E402
-from fleetq.matching import Seat  # noqa: E402
-from fleetq.states import DONE  # noqa: E402
-from fleetq.task import fmt_time, now_utc  # noqa: E402
+from fleetq.core import transitions  # noqa: E402
+from fleetq.core.clone import Fleet  # noqa: E402
+from fleetq.core.config import MachineSpec  # noqa: E402
+from fleetq.core.matching import Seat  # noqa: E402
+from fleetq.core.states import DONE  # noqa: E402
+from fleetq.core.task import fmt_time, now_utc  # noqa: E402
+from fleetq.fleet import initfleet  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 GROUPS = ("claim", "ssh", "race", "pickup", "drain", "big", "startup")
@@ -57,8 +59,16 @@ def verdict(ok: bool, text: str) -> str:
 
 def make_tasks(n: int, prefix: str, script: str = "true") -> list[dict]:
     now = fmt_time(now_utc())
-    return [{"id": f"{prefix}{i:05d}", "type": "run_script", "title": f"{prefix} {i}", "created_at": now,
-             "payload": {"script": script}} for i in range(n)]
+    return [
+        {
+            "id": f"{prefix}{i:05d}",
+            "type": "run_script",
+            "title": f"{prefix} {i}",
+            "created_at": now,
+            "payload": {"script": script},
+        }
+        for i in range(n)
+    ]
 
 
 def claim_times(fleet: Fleet, n: int, prefix: str) -> list[float]:
@@ -95,14 +105,22 @@ def fetch_push_times(fleet: Fleet, n: int) -> list[float]:
 
 # ---------------------------------------------------------------- claim (file://, ssh://)
 
+
 def bench_claim(base: Path, n: int) -> list[Row]:
     fleet, remote = initfleet.init(base / "claim-fleet", machine="bench")
     floor = median_ms(plain_git_round_trip(remote, base / "plain", n))
     claim = median_ms(claim_times(fleet, n, "c"))
     fp = median_ms(fetch_push_times(fleet, n))
-    return [Row("claim round trip (1 task), local-path remote, median", f"{claim:.1f} ms",
-                f"plain fetch+commit+push {floor:.1f} ms", f"{claim / floor:.2f}×", verdict(claim <= 1.5 * floor, "≤ 1.5×")),
-            Row("", "", f"bare fetch + no-op push {fp:.1f} ms", f"{claim / fp:.2f}×")]
+    return [
+        Row(
+            "claim round trip (1 task), local-path remote, median",
+            f"{claim:.1f} ms",
+            f"plain fetch+commit+push {floor:.1f} ms",
+            f"{claim / floor:.2f}×",
+            verdict(claim <= 1.5 * floor, "≤ 1.5×"),
+        ),
+        Row("", "", f"bare fetch + no-op push {fp:.1f} ms", f"{claim / fp:.2f}×"),
+    ]
 
 
 def bench_ssh_claim(base: Path, n: int, ssh) -> list[Row]:  # noqa: ANN001 - sshbench.SshRemote
@@ -118,16 +136,25 @@ def bench_ssh_claim(base: Path, n: int, ssh) -> list[Row]:  # noqa: ANN001 - ssh
     with env(FLEETQ_SSH_REUSE="0"):
         fresh = median_ms(claim_times(fleet, n, "t"))
     return [
-        Row("claim round trip, ssh:// (loopback sshd), median", f"{reuse:.1f} ms",
-            f"plain git over ssh with a ControlMaster {plain_cm:.1f} ms", f"{reuse / plain_cm:.2f}×",
-            verdict(reuse <= 1.5 * plain_cm, "≤ 1.5×")),
-        Row("ssh:// claim without connection reuse (FLEETQ_SSH_REUSE=0)", f"{fresh:.1f} ms",
-            f"plain git over ssh, no ControlMaster {plain:.1f} ms", f"{fresh / plain:.2f}×",
-            verdict(fresh <= 1.5 * plain, "≤ 1.5×")),
+        Row(
+            "claim round trip, ssh:// (loopback sshd), median",
+            f"{reuse:.1f} ms",
+            f"plain git over ssh with a ControlMaster {plain_cm:.1f} ms",
+            f"{reuse / plain_cm:.2f}×",
+            verdict(reuse <= 1.5 * plain_cm, "≤ 1.5×"),
+        ),
+        Row(
+            "ssh:// claim without connection reuse (FLEETQ_SSH_REUSE=0)",
+            f"{fresh:.1f} ms",
+            f"plain git over ssh, no ControlMaster {plain:.1f} ms",
+            f"{fresh / plain:.2f}×",
+            verdict(fresh <= 1.5 * plain, "≤ 1.5×"),
+        ),
     ]
 
 
 # ---------------------------------------------------------------- racing claimers
+
 
 def bench_race(base: Path, clones: int, backlog: int, batch: int) -> dict:
     fleet, remote = initfleet.init(base / f"race-{clones}-{batch}", machine="seed")
@@ -137,8 +164,14 @@ def bench_race(base: Path, clones: int, backlog: int, batch: int) -> dict:
     procs = []
     for i, p in enumerate(paths):
         out = base / f"race-{clones}-{batch}-{i}.json"
-        procs.append((subprocess.Popen([sys.executable, str(HERE / "claim_racer.py"), str(p), f"r{i}", str(batch),
-                                        str(start), str(out)]), out))
+        procs.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, str(HERE / "claim_racer.py"), str(p), f"r{i}", str(batch), str(start), str(out)]
+                ),
+                out,
+            )
+        )
     results = []
     for proc, out in procs:
         proc.wait()
@@ -156,20 +189,37 @@ def race_rows(base: Path, q: bool) -> list[Row]:
     for clones in (1, 2, 4):
         r = bench_race(base, clones, 60 if q else 150, 1)
         single = single or r["claims_per_s"]
-        rows.append(Row(f"racing claimers, {clones} clone(s), 1 task per claim", f"{r['claims_per_s']:.1f} claims/s",
-                        f"conflict rate {r['conflict_rate']:.0%}", f"{r['claims_per_s'] / single:.2f}× of 1 clone"))
+        rows.append(
+            Row(
+                f"racing claimers, {clones} clone(s), 1 task per claim",
+                f"{r['claims_per_s']:.1f} claims/s",
+                f"conflict rate {r['conflict_rate']:.0%}",
+                f"{r['claims_per_s'] / single:.2f}× of 1 clone",
+            )
+        )
     r = bench_race(base, 4, 200 if q else 400, 8)
-    rows.append(Row("racing claimers, 4 clones, batches of 8", f"{r['claims_per_s']:.1f} claims/s",
-                    f"conflict rate {r['conflict_rate']:.0%}", f"{r['claims_per_s'] / single:.2f}× of 1 clone, batch 1"))
+    rows.append(
+        Row(
+            "racing claimers, 4 clones, batches of 8",
+            f"{r['claims_per_s']:.1f} claims/s",
+            f"conflict rate {r['conflict_rate']:.0%}",
+            f"{r['claims_per_s'] / single:.2f}× of 1 clone, batch 1",
+        )
+    )
     return rows
 
 
 # ---------------------------------------------------------------- workers
 
+
 def _worker(root: Path, machine: str, *args: str, log: Path, stats: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, **({"FLEETQ_STATS_FILE": str(stats)} if stats else {})}
-    return subprocess.Popen([sys.executable, "-m", "fleetq", "--fleet", str(root), "--machine", machine, "work", "-q", *args],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetq", "--fleet", str(root), "--machine", machine, "work", "-q", *args],
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -210,15 +260,28 @@ def pickup_rows(base: Path, samples: int, ssh) -> list[Row]:  # noqa: ANN001
     _, remote = initfleet.init(base / "pickup-seed", machine="seed")
     lat = pickup(base, "pickup-local", remote, samples, None)
     p50, p90 = pct_ms(lat, 0.5), pct_ms(lat, 0.9)
-    rows.append(Row("pickup latency (assign → running), idle worker, local-path remote (watch)", f"p50 {p50:.0f} ms",
-                    f"p90 {p90:.0f} ms", "", verdict(p50 <= 500, "p50 ≤ 500 ms")))
+    rows.append(
+        Row(
+            "pickup latency (assign → running), idle worker, local-path remote (watch)",
+            f"p50 {p50:.0f} ms",
+            f"p90 {p90:.0f} ms",
+            "",
+            verdict(p50 <= 500, "p50 ≤ 500 ms"),
+        )
+    )
     if ssh is not None:
         _, remote = initfleet.init(base / "pickup-ssh-seed", machine="seed")
         lat = pickup(base, "pickup-ssh", ssh.url(remote), samples, SSH_POLL)
         p50, p90 = pct_ms(lat, 0.5), pct_ms(lat, 0.9)
-        rows.append(Row(f"pickup latency, idle worker, ssh:// remote (ls-remote poll every {SSH_POLL:g} s)",
-                        f"p50 {p50:.0f} ms", f"p90 {p90:.0f} ms; poll interval {SSH_POLL * 1000:.0f} ms", "",
-                        verdict(p50 <= SSH_POLL * 1000 + 300, f"p50 ≤ poll + 300 ms = {SSH_POLL * 1000 + 300:.0f} ms")))
+        rows.append(
+            Row(
+                f"pickup latency, idle worker, ssh:// remote (ls-remote poll every {SSH_POLL:g} s)",
+                f"p50 {p50:.0f} ms",
+                f"p90 {p90:.0f} ms; poll interval {SSH_POLL * 1000:.0f} ms",
+                "",
+                verdict(p50 <= SSH_POLL * 1000 + 300, f"p50 ≤ poll + 300 ms = {SSH_POLL * 1000 + 300:.0f} ms"),
+            )
+        )
     return rows
 
 
@@ -228,8 +291,20 @@ def bench_drain(base: Path, workers: int, backlog: int, slots: int) -> dict:
     transitions.create(fleet, make_tasks(backlog, "d"))
     stats = [base / f"drain-{workers}-{i}.stats.json" for i in range(workers)]
     t0 = time.time()
-    procs = [_worker(c.root, c.machine, "--burst", "--slots", str(slots), "--poll", "0.2",
-                     log=base / f"drain-{workers}-{i}.log", stats=stats[i]) for i, c in enumerate(clones)]
+    procs = [
+        _worker(
+            c.root,
+            c.machine,
+            "--burst",
+            "--slots",
+            str(slots),
+            "--poll",
+            "0.2",
+            log=base / f"drain-{workers}-{i}.log",
+            stats=stats[i],
+        )
+        for i, c in enumerate(clones)
+    ]
     for p in procs:
         p.wait(600)
     wall = time.time() - t0
@@ -239,8 +314,14 @@ def bench_drain(base: Path, workers: int, backlog: int, slots: int) -> dict:
     counts = [json.loads(s.read_text()) for s in stats]  # every worker writes its cas.STATS at exit
     pushes = sum(c["pushes"] for c in counts)
     rejected = sum(c["rejected"] for c in counts)
-    return {"tasks_per_s": backlog / wall, "wall_s": wall, "commits": commits, "remote": remote,
-            "conflict": rejected / pushes if pushes else 0.0, "pushes": pushes}
+    return {
+        "tasks_per_s": backlog / wall,
+        "wall_s": wall,
+        "commits": commits,
+        "remote": remote,
+        "conflict": rejected / pushes if pushes else 0.0,
+        "pushes": pushes,
+    }
 
 
 def repo_bytes(remote: str, tasks: int, base: Path) -> Row:
@@ -250,8 +331,12 @@ def repo_bytes(remote: str, tasks: int, base: Path) -> Row:
     shutil.copytree(remote, copy)
     git(copy, "gc", "-q")
     packed = dir_bytes(copy / "objects")
-    return Row(f"repo bytes per task (remote after the {tasks}-task drain)", f"{as_pushed / tasks:.0f} B as pushed",
-               f"{packed / tasks:.0f} B after git gc", f"{as_pushed / 1e6:.1f} MB → {packed / 1e6:.2f} MB")
+    return Row(
+        f"repo bytes per task (remote after the {tasks}-task drain)",
+        f"{as_pushed / tasks:.0f} B as pushed",
+        f"{packed / tasks:.0f} B after git gc",
+        f"{as_pushed / 1e6:.1f} MB → {packed / 1e6:.2f} MB",
+    )
 
 
 def worker_rss(base: Path, tasks: int) -> Row:
@@ -273,9 +358,13 @@ def worker_rss(base: Path, tasks: int) -> Row:
     finally:
         _stop(proc)
     kid = "; ".join(f"child {n}: RSS {m.rss / 2**20:.1f} MB, USS {m.uss / 2**20:.1f} MB" for n, m in kids) or "no child"
-    return Row(f"worker memory after draining {tasks} tasks (`fleetq work`, 8 slots)",
-               f"RSS {mem.rss / 2**20:.1f} MB, USS {mem.uss / 2**20:.1f} MB", kid, "",
-               verdict(mem.rss <= 80 * 2**20, "RSS ≤ 80 MB"))
+    return Row(
+        f"worker memory after draining {tasks} tasks (`fleetq work`, 8 slots)",
+        f"RSS {mem.rss / 2**20:.1f} MB, USS {mem.uss / 2**20:.1f} MB",
+        kid,
+        "",
+        verdict(mem.rss <= 80 * 2**20, "RSS ≤ 80 MB"),
+    )
 
 
 def drain_rows(base: Path, q: bool) -> list[Row]:
@@ -284,10 +373,15 @@ def drain_rows(base: Path, q: bool) -> list[Row]:
     for workers in (1, 2, 4, 8):
         d = bench_drain(base, workers, backlog, 8)
         last = d
-        rows.append(Row(f"drain {backlog} no-op tasks, {workers} worker(s) × 8 slots", f"{d['tasks_per_s']:.1f} tasks/s",
-                        f"{d['commits']} commits in {d['wall_s']:.1f} s",
-                        f"conflict rate {d['conflict']:.0%} ({d['pushes']} pushes)",
-                        verdict(d["tasks_per_s"] >= 50, "≥ 50/s") if workers == 4 else ""))
+        rows.append(
+            Row(
+                f"drain {backlog} no-op tasks, {workers} worker(s) × 8 slots",
+                f"{d['tasks_per_s']:.1f} tasks/s",
+                f"{d['commits']} commits in {d['wall_s']:.1f} s",
+                f"conflict rate {d['conflict']:.0%} ({d['pushes']} pushes)",
+                verdict(d["tasks_per_s"] >= 50, "≥ 50/s") if workers == 4 else "",
+            )
+        )
     assert last is not None
     rows.append(repo_bytes(last["remote"], backlog, base))
     rows.append(worker_rss(base, 100 if q else 200))
@@ -295,6 +389,7 @@ def drain_rows(base: Path, q: bool) -> list[Row]:
 
 
 # ---------------------------------------------------------------- 100,000 done tasks
+
 
 def wall_runs(argv: list[str], n: int) -> list[float]:
     out = []
@@ -323,48 +418,91 @@ def big_rows(base: Path, q: bool) -> list[Row]:
     rows = []
 
     rp, ep = (median_ms(wall_runs(c + ["queue", "--status", "pending"], runs)) for c in (cli, ecli))
-    rows.append(Row(f"`fleetq queue --status pending`, {n_tasks:,} done tasks in the tree (wall, incl. fetch)",
-                    f"{rp:.0f} ms", f"empty fleet {ep:.0f} ms", f"{rp / ep:.2f}×", verdict(rp <= 500, "≤ 500 ms")))
+    rows.append(
+        Row(
+            f"`fleetq queue --status pending`, {n_tasks:,} done tasks in the tree (wall, incl. fetch)",
+            f"{rp:.0f} ms",
+            f"empty fleet {ep:.0f} ms",
+            f"{rp / ep:.2f}×",
+            verdict(rp <= 500, "≤ 500 ms"),
+        )
+    )
     if not q:  # the first status parses every done task once (minutes under load): full runs only
         cold = wall_runs(cli + ["status"], 1)[0]
         warm, e_status = (median_ms(wall_runs(c + ["status"], runs)) for c in (cli, ecli))
-        rows.append(Row(f"`fleetq status`, {n_tasks:,} done tasks (warm: shard totals cached in the clone)",
-                        f"{warm:.0f} ms", f"empty fleet {e_status:.0f} ms", f"{warm / e_status:.2f}×"))
-        rows.append(Row("`fleetq status`, first run in a fresh clone (parses every done task once)", f"{cold:.1f} s",
-                        f"`fleetq queue` (all states, newest 50) {median_ms(wall_runs(cli + ['queue'], 3)):.0f} ms"))
+        rows.append(
+            Row(
+                f"`fleetq status`, {n_tasks:,} done tasks (warm: shard totals cached in the clone)",
+                f"{warm:.0f} ms",
+                f"empty fleet {e_status:.0f} ms",
+                f"{warm / e_status:.2f}×",
+            )
+        )
+        rows.append(
+            Row(
+                "`fleetq status`, first run in a fresh clone (parses every done task once)",
+                f"{cold:.1f} s",
+                f"`fleetq queue` (all states, newest 50) {median_ms(wall_runs(cli + ['queue'], 3)):.0f} ms",
+            )
+        )
 
     n = 15 if q else 30
     claim_empty, claim_big = (median_ms(t) for t in interleaved_claims([empty, big], n, "b"))
-    rows.append(Row(f"claim round trip, {n_tasks:,} done tasks in the tree, median", f"{claim_big:.1f} ms",
-                    f"empty repo {claim_empty:.1f} ms", f"{claim_big / claim_empty:.2f}×",
-                    verdict(claim_big <= 1.3 * claim_empty, "≤ 1.3×")))
+    rows.append(
+        Row(
+            f"claim round trip, {n_tasks:,} done tasks in the tree, median",
+            f"{claim_big:.1f} ms",
+            f"empty repo {claim_empty:.1f} ms",
+            f"{claim_big / claim_empty:.2f}×",
+            verdict(claim_big <= 1.3 * claim_empty, "≤ 1.3×"),
+        )
+    )
     last_day = big.snapshot().done_days()[0]
     t0 = time.time()
     subprocess.run(cli + ["archive", "--before", last_day], capture_output=True, check=True)
     archive_s = time.time() - t0
     claim_empty2, claim_arch = (median_ms(t) for t in interleaved_claims([empty, big], n, "a"))
-    rows.append(Row(f"claim round trip, {n_tasks:,} done tasks in the history, all but the last day archived",
-                    f"{claim_arch:.1f} ms", f"empty repo {claim_empty2:.1f} ms", f"{claim_arch / claim_empty2:.2f}×",
-                    verdict(claim_arch <= 1.3 * claim_empty2, "≤ 1.3×")))
+    rows.append(
+        Row(
+            f"claim round trip, {n_tasks:,} done tasks in the history, all but the last day archived",
+            f"{claim_arch:.1f} ms",
+            f"empty repo {claim_empty2:.1f} ms",
+            f"{claim_arch / claim_empty2:.2f}×",
+            verdict(claim_arch <= 1.3 * claim_empty2, "≤ 1.3×"),
+        )
+    )
     size = dir_bytes(Path(cached) / "objects")
-    rows.append(Row(f"repo bytes per task, {n_tasks:,}-task history (3 commits per batch of 1000, gc'd)",
-                    f"{size / n_tasks:.0f} B", f"{size / 1e6:.1f} MB packed; join (clone) {join_s:.1f} s; "
-                    f"archive {archive_s:.1f} s", f"build {build_s:.1f} s ({info['built']})"))
+    rows.append(
+        Row(
+            f"repo bytes per task, {n_tasks:,}-task history (3 commits per batch of 1000, gc'd)",
+            f"{size / n_tasks:.0f} B",
+            f"{size / 1e6:.1f} MB packed; join (clone) {join_s:.1f} s; archive {archive_s:.1f} s",
+            f"build {build_s:.1f} s ({info['built']})",
+        )
+    )
     return rows
 
 
 # ---------------------------------------------------------------- start-up
 
+
 def startup_rows(n: int) -> list[Row]:
     help_ = median_ms(wall_runs([sys.executable, "-m", "fleetq", "--help"], n))
     bare = median_ms(wall_runs([sys.executable, "-c", "pass"], n))
     click_ = median_ms(wall_runs([sys.executable, "-c", "import click"], n))
-    return [Row(f"`fleetq --help` start-up, median of {n}", f"{help_:.0f} ms",
-                f"bare python {bare:.0f} ms; python + import click {click_:.0f} ms", f"{help_ / bare:.1f}× bare",
-                verdict(help_ <= 250, "≤ 250 ms"))]
+    return [
+        Row(
+            f"`fleetq --help` start-up, median of {n}",
+            f"{help_:.0f} ms",
+            f"bare python {bare:.0f} ms; python + import click {click_:.0f} ms",
+            f"{help_ / bare:.1f}× bare",
+            verdict(help_ <= 250, "≤ 250 ms"),
+        )
+    ]
 
 
 # ---------------------------------------------------------------- the table
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -402,9 +540,11 @@ def main() -> None:
     lines = ["| measure | fleetq | floor / context (same run) | ratio | target |", "|---|---|---|---|---|"]
     lines += [f"| {r.measure} | {r.value} | {r.floor} | {r.ratio} | {r.target} |" for r in rows]
     load = os.getloadavg()[0]
-    meta = (f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.python_implementation()} {platform.python_version()}, "
-            f"git {git(ROOT, '--version').split()[-1]}, {os.cpu_count()} cores, load average {load:.1f} at the end"
-            f"{', --quick' if q else ''}{', only ' + ' '.join(args.only) if args.only else ''}")
+    meta = (
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.python_implementation()} {platform.python_version()}, "
+        f"git {git(ROOT, '--version').split()[-1]}, {os.cpu_count()} cores, load average {load:.1f} at the end"
+        f"{', --quick' if q else ''}{', only ' + ' '.join(args.only) if args.only else ''}"
+    )
     text = "\n".join(lines) + f"\n\n({meta})\n"
     print(text)
     out = ROOT / "bench" / "results"

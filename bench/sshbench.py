@@ -1,10 +1,11 @@
-"""A real sshd on loopback for the ssh:// rows (tests/sshd.py's SshServer), reachable by plain `ssh HOST`.
+"""A real sshd on loopback for the ssh:// rows (tests/support/sshd.py's SshServer), reachable by plain `ssh HOST`.
 
 The client's config is the server's private ssh_config: fleetq reads it from
 $FLEETQ_SSH_CONFIG; git and plain ssh get it from an `ssh` shim first on PATH
 (``ssh -F CONFIG "$@"``), so nothing touches ~/.ssh and no GIT_SSH_COMMAND is set
 (a user's GIT_SSH_COMMAND would switch fleetq's own connection reuse off).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from common import ROOT
 
 sys.path.insert(0, str(ROOT / "tests"))
-from sshd import SshServer  # noqa: E402 - needs pytest (the [test] extra)
+from support.sshd import SshServer  # noqa: E402 - needs pytest (the [test] extra)
 
 HOST = "benchhost"
 
@@ -39,7 +40,7 @@ class SshRemote:
 
     def plain_master_command(self) -> str:
         """GIT_SSH_COMMAND for plain git that reuses one connection (a ControlMaster of its own)."""
-        return (f"ssh -o ControlMaster=auto -o ControlPath={self.master_dir}/plain-%C -o ControlPersist=60")
+        return f"ssh -o ControlMaster=auto -o ControlPath={self.master_dir}/plain-%C -o ControlPersist=60"
 
     def stop(self) -> None:
         self.server.stop()

@@ -3,6 +3,7 @@
 The CLI turns it into one readable line and its exit code (see ``cli.main``);
 the worker logs it and moves on.
 """
+
 from __future__ import annotations
 
 
@@ -52,3 +53,13 @@ class Reported(FleetqError):
 
     def __init__(self, exit_code: int = 1) -> None:
         super().__init__("", exit_code=exit_code)
+
+
+def last_line(*texts: str) -> str:
+    """The last non-empty line of the first text that has one (for a one-line error)."""
+    for t in texts:
+        lines = [ln.strip() for ln in (t or "").splitlines() if ln.strip()]
+        if lines:
+            line = lines[-1]
+            return line if len(line) <= 200 else line[:199] + "…"
+    return ""

@@ -10,6 +10,7 @@ Most built-in handlers are "pick a command for the project in ``payload.cwd``
 and run it there": they describe their choices as :class:`Recipe` rows and call
 :func:`run_project`.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .procs import ProcResult, run_command
+from fleetq.errors import last_line
+from fleetq.run.procs import ProcResult, run_command
 
 DONE, FAILED, NEEDS_HUMAN = "done", "failed", "needs_human"
 
@@ -38,7 +40,7 @@ class HandlerContext:
     fleet_dir: Path  # the fleet clone's working tree root
     log_path: Path  # full log of this run: append stdout+stderr here
     env: dict[str, str]  # base environment for child processes (has FLEETQ_TASK_ID, FLEETQ_MACHINE, FLEETQ_ATTEMPT)
-    agents: dict  # agents registry, as fleetq.agents.load_agents(fleet_dir) returns it
+    agents: dict  # agents registry, as fleetq.run.agents.registry.load_agents(fleet_dir) returns it
     cancel: threading.Event  # set on cancel/shutdown: kill the tree, outcome 'failed', error 'cancelled'
     timeout: float | None  # task-level override; None -> the handler's DEFAULT_TIMEOUT
 
@@ -88,6 +90,7 @@ def guard(fn: Callable[..., HandlerResult], *args: Any, **kwargs: Any) -> Handle
 
 
 # ---------------------------------------------------------------- payload, cwd, timeout, tools
+
 
 def effective_timeout(ctx: HandlerContext, default: float) -> float | None:
     """The task's timeout, else the handler's default; zero or less means no limit."""
@@ -147,20 +150,17 @@ def require_tool(name: str, env: dict[str, str], cwd: Path | None = None) -> Non
 
 # ---------------------------------------------------------------- results
 
-def last_line(*texts: str) -> str:
-    """The last non-empty line of the first text that has one (for a one-line error)."""
-    for t in texts:
-        lines = [ln.strip() for ln in (t or "").splitlines() if ln.strip()]
-        if lines:
-            line = lines[-1]
-            return line if len(line) <= 200 else line[:199] + "…"
-    return ""
-
 
 def from_proc(proc: ProcResult, what: str, timeout: float | None, **extra: Any) -> HandlerResult:
     """A finished command -> a result: exit 0 done, anything else failed with one clear line."""
-    res = HandlerResult(outcome=DONE, exit_code=proc.exit_code, duration=proc.duration,
-                        stdout_tail=proc.stdout_tail, stderr_tail=proc.stderr_tail, extra=dict(extra))
+    res = HandlerResult(
+        outcome=DONE,
+        exit_code=proc.exit_code,
+        duration=proc.duration,
+        stdout_tail=proc.stdout_tail,
+        stderr_tail=proc.stderr_tail,
+        extra=dict(extra),
+    )
     if proc.cancelled:
         res.outcome, res.error = FAILED, "cancelled"
     elif proc.timed_out:
@@ -174,17 +174,26 @@ def from_proc(proc: ProcResult, what: str, timeout: float | None, **extra: Any) 
     return res
 
 
-def run_in(ctx: HandlerContext, argv: list[str] | str, cwd: Path, default_timeout: float, *,
-           what: str | None = None) -> HandlerResult:
+def run_in(
+    ctx: HandlerContext, argv: list[str] | str, cwd: Path, default_timeout: float, *, what: str | None = None
+) -> HandlerResult:
     """Run a command (list = argv, str = shell script) in ``cwd`` for this task."""
     timeout = effective_timeout(ctx, default_timeout)
-    proc = run_command(argv, cwd=cwd, env=ctx.env, timeout=timeout, log_path=ctx.log_path, cancel=ctx.cancel,
-                       shell=isinstance(argv, str))
+    proc = run_command(
+        argv,
+        cwd=cwd,
+        env=ctx.env,
+        timeout=timeout,
+        log_path=ctx.log_path,
+        cancel=ctx.cancel,
+        shell=isinstance(argv, str),
+    )
     label = what or (argv[0] if isinstance(argv, list) else "script")
     return from_proc(proc, label, timeout, command=argv if isinstance(argv, str) else shlex.join(argv))
 
 
 # ---------------------------------------------------------------- "pick a command for this project"
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -201,8 +210,7 @@ class Recipe:
     argv: Callable[[Path, HandlerContext], list[str]]
 
 
-def pick_recipe(cwd: Path, payload: dict, recipes: Sequence[Recipe], choice_keys: Sequence[str],
-                what: str) -> Recipe:
+def pick_recipe(cwd: Path, payload: dict, recipes: Sequence[Recipe], choice_keys: Sequence[str], what: str) -> Recipe:
     names = [r.name for r in recipes]
     for key in choice_keys:
         forced = text_field(payload, key)
@@ -218,9 +226,17 @@ def pick_recipe(cwd: Path, payload: dict, recipes: Sequence[Recipe], choice_keys
     raise Stop(f"cannot tell how to {what} in {cwd} (looked for: {', '.join(names)}); {hint}")
 
 
-def run_project(ctx: HandlerContext, recipes: Sequence[Recipe], *, what: str, default_timeout: float,
-                choice_keys: Sequence[str] = ("runner",), cwd_key: str = "cwd") -> HandlerResult:
+def run_project(
+    ctx: HandlerContext,
+    recipes: Sequence[Recipe],
+    *,
+    what: str,
+    default_timeout: float,
+    choice_keys: Sequence[str] = ("runner",),
+    cwd_key: str = "cwd",
+) -> HandlerResult:
     """payload.command (a shell line) if given, else the first recipe that fits the project, run in cwd."""
+
     def go() -> HandlerResult:
         cwd = payload_dir(ctx, cwd_key)
         command = text_field(ctx.payload, "command")
@@ -235,6 +251,7 @@ def run_project(ctx: HandlerContext, recipes: Sequence[Recipe], *, what: str, de
 
 
 # ---------------------------------------------------------------- project detection, shared by recipes
+
 
 def has_any(cwd: Path, *patterns: str) -> bool:
     """Any file matching one of the glob patterns directly in cwd (not recursive: stays fast)."""

@@ -5,6 +5,7 @@ comments and key order survive every transition, and a safe one that returns
 plain Python data for fast listing. Both refuse input that is too large, not
 UTF-8, or that uses aliases beyond a small bound (alias bombs).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -18,7 +19,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.events import AliasEvent
 
-from .errors import FleetqError
+from fleetq.errors import FleetqError
 
 MAX_BYTES = 1024 * 1024
 MAX_ALIASES = 64
@@ -39,7 +40,8 @@ def _rt() -> YAML:
 def _fast() -> YAML:
     y = YAML(typ="safe")  # libyaml-based when ruamel.yaml.clib is installed, else pure Python
     y.default_flow_style = False
-    y.sort_base_mapping_type_on_output = False
+    # ruamel declares this switch as None (unannotated), though it is meant to be set to a bool
+    y.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     y.width = 4096
     return y
 

@@ -15,13 +15,14 @@ failed), and the result records ``repo``, ``branch``, ``base``, ``base_branch``,
 ``head``, ``files_changed``, ``insertions``, ``deletions`` and ``pushed`` /
 ``push_error``. Review it with ``fleetq diff|accept|reject ID``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from fleetq.agents import run_agent
 from fleetq.handlerapi import HandlerContext, HandlerResult, Stop, effective_timeout, guard, resolve_dir, text_field
-from fleetq.isolate import run_isolated
+from fleetq.run.agents.runners import run_agent
+from fleetq.run.isolate import run_isolated
 
 DEFAULT_TIMEOUT = 1800.0
 
@@ -34,9 +35,17 @@ def _run(ctx: HandlerContext) -> HandlerResult:
     cwd = resolve_dir(text_field(ctx.payload, "cwd"), ctx.env)
 
     def go(wd: Path) -> HandlerResult:
-        return run_agent(None if agent == "-" else agent, str(prompt), agents=ctx.agents, cwd=wd,
-                         model=text_field(ctx.payload, "model"), env=ctx.env,
-                         timeout=effective_timeout(ctx, DEFAULT_TIMEOUT), log_path=ctx.log_path, cancel=ctx.cancel)
+        return run_agent(
+            None if agent == "-" else agent,
+            str(prompt),
+            agents=ctx.agents,
+            cwd=wd,
+            model=text_field(ctx.payload, "model"),
+            env=ctx.env,
+            timeout=effective_timeout(ctx, DEFAULT_TIMEOUT),
+            log_path=ctx.log_path,
+            cancel=ctx.cancel,
+        )
 
     return run_isolated(ctx, cwd, go)
 

@@ -1,4 +1,5 @@
 """android_build: payload.command, else `./gradlew assemble<Variant>` (payload.variant, default Debug)."""
+
 from __future__ import annotations
 
 from fleetq.handlerapi import HandlerContext, HandlerResult, Recipe, gradle, is_gradle_project, run_project, text_field

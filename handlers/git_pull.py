@@ -1,4 +1,5 @@
 """git_pull: `git -C repo_path pull --ff-only [origin branch]` (never a merge commit on a worker)."""
+
 from __future__ import annotations
 
 from fleetq.handlerapi import HandlerContext, HandlerResult, guard, payload_dir, require_tool, run_in, text_field

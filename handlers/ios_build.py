@@ -4,10 +4,10 @@ xcodebuild takes payload.scheme (required), payload.workspace / payload.project 
 in cwd when not given), payload.configuration, payload.destination, payload.sdk.
 payload.codesign: false adds --no-codesign to flutter. payload.runner forces flutter|xcode.
 """
+
 from __future__ import annotations
 
-from fleetq.handlerapi import (HandlerContext, HandlerResult, Recipe, has_any, is_xcode_project, run_project,
-                               xcodebuild)
+from fleetq.handlerapi import HandlerContext, HandlerResult, Recipe, has_any, is_xcode_project, run_project, xcodebuild
 
 DEFAULT_TIMEOUT = 120.0
 

@@ -1,4 +1,5 @@
 """npm_build: `npm run <payload.script or build>` in payload.cwd (payload.command overrides)."""
+
 from __future__ import annotations
 
 from fleetq.handlerapi import HandlerContext, HandlerResult, Recipe, has_any, run_project, text_field

@@ -1,4 +1,5 @@
 """run_script: payload.script run with /bin/sh -c in payload.cwd (default: HOME)."""
+
 from __future__ import annotations
 
 from fleetq.handlerapi import HandlerContext, HandlerResult, guard, payload_dir, run_in, text_field

@@ -4,10 +4,23 @@ pytest (Python project), jest (`npx jest`, when package.json uses jest), npm (`n
 gradle (`./gradlew test` or `gradle test`), xcode (`xcodebuild test`, needs payload.scheme).
 payload.runner forces one of these names.
 """
+
 from __future__ import annotations
 
-from fleetq.handlerapi import (HandlerContext, HandlerResult, Recipe, gradle, is_gradle_project, is_python_project,
-                               is_xcode_project, npm_uses, package_json, python_tool, run_project, xcodebuild)
+from fleetq.handlerapi import (
+    HandlerContext,
+    HandlerResult,
+    Recipe,
+    gradle,
+    is_gradle_project,
+    is_python_project,
+    is_xcode_project,
+    npm_uses,
+    package_json,
+    python_tool,
+    run_project,
+    xcodebuild,
+)
 
 DEFAULT_TIMEOUT = 120.0
 

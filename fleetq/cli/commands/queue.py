@@ -1,0 +1,195 @@
+"""Looking at tasks: `queue`, `show`, `log`, `failures`."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from fleetq.cli import output
+from fleetq.cli.context import AppContext, pass_app
+from fleetq.core import history, listing
+from fleetq.core.snapshot import Problem
+from fleetq.core.states import FAILED, PENDING
+from fleetq.core.task import Task, now_utc
+from fleetq.errors import NotFound
+from fleetq.trust.fsck import rewritten
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _report(problems: list[Problem]) -> None:
+    for p in problems:
+        output.warn(str(p))
+
+
+def _state_column(t: Task, now: dt.datetime) -> str:
+    """``pending (waits 1h)`` while a pending task's not_before (retry backoff, usage limit) is ahead."""
+    nb = t.not_before
+    if t.state == PENDING and nb is not None and nb > now:
+        return f"{t.state} (waits {listing.age(now, nb)})"
+    return t.state
+
+
+def _row(t: Task, now: dt.datetime) -> list[str]:
+    return [
+        t.id,
+        _state_column(t, now),
+        t.type,
+        t.machine_column(),
+        t.agent or "",
+        str(t.priority),
+        listing.age(t.created_at),
+        output.preview(t.summary()),
+    ]
+
+
+HEADERS = ["ID", "State", "Type", "Machine", "Agent", "Pri", "Age", "Task / Notes"]
+
+
+def _snapshot(app: AppContext):
+    fleet = app.fleet()
+    snap = fleet.snapshot(tolerate_offline=True)
+    if fleet.offline:
+        output.warn("remote unreachable: showing the queue as of the last fetch")
+    why = rewritten(fleet.repo)
+    if why:
+        output.warn(why)
+    return fleet, snap
+
+
+@click.command()
+@click.option("--status", metavar="S", help="pending, claimed, done, failed or needs_human.")
+@click.option("--machine", "machine", metavar="M", help="Only tasks claimed by, pinned to or preferring M.")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many rows (0: all).")
+@json_option
+@pass_app
+def queue(app: AppContext, status: str | None, machine: str | None, limit: int, as_json: bool) -> None:
+    """List tasks, newest first."""
+    _, snap = _snapshot(app)
+    problems: list[Problem] = []
+    tasks = listing.select(snap, status=status, machine=machine, limit=limit, problems=problems)
+    if as_json:
+        output.emit_json({"tasks": [t.to_json() for t in tasks], "problems": [p.__dict__ for p in problems]})
+        return
+    now = now_utc()
+    output.emit_table([_row(t, now) for t in tasks], HEADERS, empty="(no tasks)")
+    _report(problems)
+
+
+def _details(t: Task) -> list[tuple[str, object]]:
+    r = t.result
+    pairs: list[tuple[str, object]] = [
+        ("id", t.id),
+        ("state", t.state),
+        ("type", t.type),
+        ("title", t.title),
+        ("priority", t.priority),
+        ("target", t.target),
+        ("prefer", t.prefer),
+        ("requires", ", ".join(t.requires) or None),
+        ("agent", t.agent),
+        ("depends_on", ", ".join(t.depends_on) or None),
+        ("created", f"{t.data.get('created_at', '')} by {t.data.get('created_by', '?')}"),
+        ("attempts", f"{t.attempts}/{t.max_attempts}"),
+        ("not_before", t.data.get("not_before")),
+        (
+            "claim",
+            f"{t.claim.get('machine')} at {t.claim.get('at')} (attempt {t.claim.get('attempt')})" if t.claim else None,
+        ),
+    ]
+    for k, v in t.payload.items():
+        pairs.append((f"payload.{k}", v))
+    for k in (
+        "exit_code",
+        "duration",
+        "error",
+        "cost_usd",
+        "wait_until",
+        "branch",
+        "pushed",
+        "push_error",
+        "stdout_tail",
+        "stderr_tail",
+    ):
+        if r.get(k) not in (None, ""):
+            pairs.append((f"result.{k}", r[k]))
+    if r.get("branch"):
+        pairs.append(
+            (
+                "result.diffstat",
+                f"{r.get('files_changed', 0)} files, +{r.get('insertions', 0)} "
+                f"-{r.get('deletions', 0)} ({str(r.get('base', ''))[:10]}..{str(r.get('head', ''))[:10]})",
+            )
+        )
+    review = r.get("review")
+    if isinstance(review, dict):
+        pairs.append(("result.review", f"{review.get('decision')} by {review.get('by')} at {review.get('at')}"))
+    for n in t.data.get("notes") or []:
+        pairs.append(("note", f"{n.get('at')} {n.get('by')}: {n.get('text')}" if isinstance(n, dict) else n))
+    return [(k, v) for k, v in pairs if v not in (None, "")]
+
+
+@click.command()
+@click.argument("task_id")
+@json_option
+@pass_app
+def show(app: AppContext, task_id: str, as_json: bool) -> None:
+    """Show one task (an id or a unique prefix)."""
+    _, snap = _snapshot(app)
+    t = snap.get(task_id)
+    if as_json:
+        output.emit_json(t.to_json())
+    else:
+        output.emit_kv(_details(t))
+
+
+@click.command()
+@click.argument("task_id")
+@json_option
+@pass_app
+def log(app: AppContext, task_id: str, as_json: bool) -> None:
+    """The life of a task from git history: when, who, which transition."""
+    fleet, snap = _snapshot(app)
+    try:
+        tid = snap.resolve(task_id).id
+    except Exception:  # noqa: BLE001 - an archived task is no longer in the tree; history still knows it
+        tid = task_id
+    events = history.task_events(fleet.repo, tid)
+    if not events:
+        raise NotFound(f"no history for task '{task_id}'")
+    if as_json:
+        output.emit_json({"id": tid, "events": [e.to_json() for e in events]})
+        return
+    output.emit_table(
+        [[e.when, e.machine, e.author, e.transition, e.sha] for e in events],
+        ["When", "Machine", "Author", "Transition", "Commit"],
+    )
+
+
+def _attention(app: AppContext, state: str, as_json: bool, hint: str) -> None:
+    _, snap = _snapshot(app)
+    problems: list[Problem] = []
+    tasks = listing.select(snap, status=state, problems=problems)
+    if as_json:
+        output.emit_json({"tasks": [t.to_json() for t in tasks], "problems": [p.__dict__ for p in problems]})
+        return
+    if not tasks:
+        output.info(f"nothing is {state}")
+    for t in tasks:
+        output.info(f"── {t.id}  {t.type}  {t.machine_column() or '-'}  {listing.age(t.created_at)} ago")
+        output.emit_kv([(k, v) for k, v in _details(t) if k not in ("id", "state", "type")])
+        output.info(hint.format(id=t.id))
+        output.info("")
+    _report(problems)
+
+
+@click.command()
+@json_option
+@pass_app
+def failures(app: AppContext, as_json: bool) -> None:
+    """Failed tasks with their errors and the command that re-queues each."""
+    _attention(app, FAILED, as_json, "   → re-queue: fleetq resolve {id} pending")
+
+
+commands = [queue, show, log, failures]  # `review` lives in commands/review.py

@@ -1,0 +1,127 @@
+"""The fleet's shared configuration, read from the committed tree (every machine sees the same)."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetq.core.snapshot import Snapshot
+from fleetq.errors import FleetqError, NotFound
+from fleetq.layout import MACHINES, SETTINGS
+
+# What a machine can run when machines.yaml does not say (the portable types).
+GENERIC_TYPES = ("agent_run", "run_script", "git_pull", "npm_build", "test_run", "lint")
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "lease": 60,  # seconds without a heartbeat before a claim is orphaned
+    "heartbeat": 10,  # seconds between heartbeats
+    "prefer_grace": 20,  # seconds a `prefer`red task waits for its machine
+    "poll": 5,  # worker timer, seconds
+    "retry_backoff": 30,  # seconds before a failed task with attempts left runs again
+    "usage_limit_backoff": 900,  # seconds a usage-limited task waits when the agent names no reset time
+    "usage_limit_max_waits": 10,  # usage-limit waits in a row before the task fails like any error
+    "load_weights": {"cpu": 0.4, "memory": 0.3, "load": 0.3},
+    "require_signed": False,
+}
+
+
+@dataclass
+class MachineSpec:
+    name: str
+    os: str = ""
+    capabilities: list[str] = field(default_factory=list)
+    agents: list[str] = field(default_factory=list)
+    slots: int = 2
+    aliases: list[str] = field(default_factory=list)
+    host: str | None = None  # SSH target
+    declared: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def can_run(self, task_type: str) -> bool:
+        return task_type in self.capabilities
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "os": self.os,
+            "capabilities": self.capabilities,
+            "agents": self.agents,
+            "slots": self.slots,
+            "aliases": self.aliases,
+            "host": self.host,
+            "declared": self.declared,
+        }
+
+
+def names_list(value: Any, where: str, file: str = MACHINES) -> list[str]:
+    """A YAML list of names, or a clear error naming the file and the key."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise FleetqError(f"{file}: {where} must be a list of names")
+    return list(value)
+
+
+def parse_machines(data: Any) -> dict[str, MachineSpec]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("machines", {}), dict | None):
+        raise FleetqError(f"{MACHINES}: expected a top-level 'machines:' mapping")
+    out: dict[str, MachineSpec] = {}
+    for name, spec in (data.get("machines") or {}).items():
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            raise FleetqError(f"{MACHINES}: machine '{name}' must be a mapping")
+        slots = spec.get("slots", 2)
+        if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+            raise FleetqError(f"{MACHINES}: machine '{name}': slots must be a positive integer")
+        known = {"os", "capabilities", "agents", "slots", "aliases", "host", "ssh"}
+        out[str(name)] = MachineSpec(
+            name=str(name),
+            os=str(spec.get("os") or ""),
+            capabilities=names_list(spec.get("capabilities"), f"'{name}'.capabilities"),
+            agents=names_list(spec.get("agents"), f"'{name}'.agents"),
+            slots=slots,
+            aliases=names_list(spec.get("aliases"), f"'{name}'.aliases"),
+            host=spec.get("host") or spec.get("ssh") or spec.get("tailscale_ip"),
+            extra={k: v for k, v in spec.items() if k not in known},
+        )
+    return out
+
+
+class FleetConfig:
+    """machines.yaml and fleet.yaml as of one snapshot."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.machines = parse_machines(snap.read_yaml(MACHINES))
+        raw = snap.read_yaml(SETTINGS) or {}
+        if not isinstance(raw, dict):
+            raise FleetqError(f"{SETTINGS}: expected a mapping of settings")
+        self.settings = {**DEFAULT_SETTINGS, **raw}
+
+    def get(self, key: str) -> Any:
+        return self.settings.get(key, DEFAULT_SETTINGS.get(key))
+
+    def canonical(self, name: str) -> str | None:
+        """A machine name or alias -> the declared name."""
+        if name in self.machines:
+            return name
+        for m in self.machines.values():
+            if name in m.aliases:
+                return m.name
+        return None
+
+    def machine(self, name: str, *, strict: bool = False) -> MachineSpec:
+        """This machine's spec; an undeclared machine gets the generic types."""
+        canon = self.canonical(name)
+        if canon:
+            return self.machines[canon]
+        if strict:
+            known = ", ".join(sorted(self.machines)) or "none declared"
+            raise NotFound(f"unknown machine '{name}' (config/machines.yaml has: {known})")
+        return MachineSpec(name=name, os=local_os(), capabilities=list(GENERIC_TYPES), declared=False)
+
+
+def local_os() -> str:
+    return {"Darwin": "macos", "Linux": "linux", "Windows": "windows"}.get(platform.system(), platform.system().lower())

@@ -1,0 +1,85 @@
+"""A worker's pass as one commit (docs/design.md, "The claim protocol").
+
+Each pass of ``fleetq work`` reports its finished results, hands back the runs
+it killed, reaps orphaned claims and claims up to its free slots, all in one
+commit and one push. :func:`pass_plan` assembles that commit on a snapshot;
+``transact`` calls it again on a fresh head after a lost race. It is pure: it
+reads the snapshot and its arguments, and writes nothing but ``problems``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fleetq.core import transitions
+from fleetq.core.cas import Plan
+from fleetq.core.matching import Seat
+from fleetq.core.reaper import reap_plan
+from fleetq.core.snapshot import Problem, Snapshot
+
+# Why a worker hands back the runs it killed: it is shutting down, or it lost its lease.
+SHUTDOWN = "worker shut down"
+FENCED = "its worker lost the lease (fenced)"
+
+VERBS = {
+    "pending->claimed": "claims",
+    "claimed->pending": "hands back",
+    "claimed->failed": "reports",
+    "claimed->done": "reports",
+    "claimed->needs_human": "reports",
+}
+
+
+def pass_plan(
+    snap: Snapshot,
+    *,
+    machine: str,
+    results: list[transitions.Completion],
+    handbacks: dict[str, tuple[str | None, int | None]],
+    orphans: dict[str, tuple[str, str, int]],
+    seat: Seat,
+    free: int,
+    grace: float,
+    shutdown: bool,
+    problems: list[Problem],
+    now: dt.datetime,
+) -> Plan:
+    """One pass's commit: report ``results``, hand back ``handbacks``, reap ``orphans``, claim up to ``free``.
+
+    ``value`` is the list of claimed tasks (empty when it claims nothing).
+    ``shutdown`` says why the handbacks go back (else: the lease was lost).
+    ``problems`` is cleared and filled with the bad task files the claim skipped.
+    """
+    p = Plan(value=[])
+    if results:
+        done = transitions.complete_plan(snap, results, machine, now)
+        if done is not None:
+            p.add(done)
+    if handbacks:
+        why = SHUTDOWN if shutdown else FENCED
+        p.add(transitions.handback_plan(snap, handbacks, machine, why, now, spend=False))
+    if orphans:
+        p.add(reap_plan(snap, orphans, machine))
+    if free:
+        problems.clear()
+        c = transitions.claim_plan(snap, seat, free, now=now, grace=grace, machine=machine, problems=problems)
+        if c is not None:
+            p.add(c)
+            p.value = c.value
+    p.subject = subject(machine, p.trailers)
+    return p
+
+
+def subject(machine: str, trailers: list[tuple[str, str]]) -> str:
+    """`fleetq: m reports a, b; claims c` from the plan's trailers."""
+    groups: dict[str, list[str]] = {}
+    tid = ""
+    for key, value in trailers:
+        if key == "Fleetq-Task":
+            tid = value
+        elif key == "Fleetq-Transition":
+            groups.setdefault(VERBS.get(value, "updates"), []).append(tid)
+    parts = [
+        f"{verb} {', '.join(ids[:3])}" + (f" (+{len(ids) - 3})" if len(ids) > 3 else "") for verb, ids in groups.items()
+    ]
+    return f"fleetq: {machine} " + ("; ".join(parts) or "updates")

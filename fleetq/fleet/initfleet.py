@@ -1,0 +1,157 @@
+"""`fleetq init` and `fleetq join`: lay down a fleet repo, or clone and register with one."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from fleetq import yamlio
+from fleetq.core import states
+from fleetq.core.cas import Plan, transact
+from fleetq.core.clone import MARKER, Fleet, machine_name, set_default_fleet, user_data_dir
+from fleetq.core.config import GENERIC_TYPES, MACHINES, local_os
+from fleetq.core.snapshot import Snapshot
+from fleetq.errors import FleetqError, UsageError
+from fleetq.git.repo import GitRepo, checkout_tracking, init_bare, init_clone
+from fleetq.layout import TRACKING, product_root
+
+SKELETON_CONFIG = ("fleet.yaml", "agents.yaml", "skills.yaml", "schedules.yaml", "notify.yaml")
+FLEET_README = """# fleet repo
+
+This repository is a fleetq queue. Tasks are YAML files; their directory is their
+state (queue/pending, claimed, done/<day>, failed, needs_human). Edit config/ to
+declare machines, agents, skills and schedules; drop custom task types into
+handlers/<type>.py. Everything is committed and pushed: `git log` is the history.
+"""
+GITIGNORE = "*.tmp\n.fleetq/\n"
+
+
+def detect_capabilities() -> list[str]:
+    caps = list(GENERIC_TYPES)
+    if shutil.which("xcodebuild"):
+        caps += ["ios_build", "xcode"]
+    if shutil.which("gradle") or os.environ.get("ANDROID_HOME"):
+        caps += ["android_build", "gradle"]
+    if shutil.which("docker"):
+        caps.append("docker")
+    return caps
+
+
+def detect_agents() -> list[str]:
+    try:
+        from fleetq.run.agents.registry import installed_agents, load_agents
+
+        return sorted(installed_agents(load_agents(None)))
+    except Exception:  # noqa: BLE001 - detection is best effort; the worker detects again
+        return []
+
+
+def machine_entry() -> dict[str, Any]:
+    return {"os": local_os(), "capabilities": detect_capabilities(), "agents": detect_agents(), "slots": 2}
+
+
+def layout_files(machine: str) -> dict[str, bytes]:
+    """Every file of a new fleet repo."""
+    root = product_root()
+    files: dict[str, bytes] = {f"{states.QUEUE}/{s}/.gitkeep": b"" for s in states.STATES}
+    for name in SKELETON_CONFIG:
+        src = root / "config" / name
+        if src.exists():
+            files[f"config/{name}"] = src.read_bytes()
+    header = "# Machines of this fleet: os, capabilities (task types and tools), agents, slots, aliases.\n"
+    files[MACHINES] = (header + yamlio.dump_plain({"machines": {machine: machine_entry()}})).encode()
+    files["handlers/README.md"] = b"Custom task types: handlers/<type>.py with `def run(ctx)`; found with no wiring.\n"
+    files["README.md"] = FLEET_README.encode()
+    files[".gitignore"] = GITIGNORE.encode()
+    files[MARKER] = b"# This repository is a fleetq fleet (the queue is its queue/ directory).\nformat: 1\n"
+    return files
+
+
+def _empty_target(path: Path) -> None:
+    if path.exists() and any(path.iterdir()):
+        raise UsageError(f"{path} exists and is not empty")
+
+
+def _register_plan(machine: str) -> Any:
+    def plan(snap: Snapshot) -> Plan | None:
+        doc = yamlio.load_rt_section(snap.read(MACHINES), MACHINES, "machines")
+        names = set(doc["machines"])
+        for spec in doc["machines"].values():
+            names.update((spec or {}).get("aliases") or [])
+        if machine in names:
+            return None
+        doc["machines"][machine] = yamlio.to_rt(machine_entry())
+        return Plan(
+            changes={MACHINES: yamlio.dump_rt(doc).encode()},
+            subject=f"fleetq: register machine {machine}",
+            trailers=[("Fleetq-Transition", f"join {machine}")],
+            value=True,
+        )
+
+    return plan
+
+
+def _finish(path: Path, machine: str, *, make_default: bool = True) -> Fleet:
+    repo = GitRepo(path)
+    repo.config_set("fleetq.machine", machine)
+    checkout_tracking(repo)
+    if make_default:
+        set_default_fleet(path.resolve())
+    return Fleet(path.resolve(), machine)
+
+
+def init(path: Path, remote: str | None = None, machine: str | None = None) -> tuple[Fleet, str]:
+    """A working clone at ``path``; with no remote, a local bare repo becomes its origin."""
+    path = path.expanduser()
+    _empty_target(path)
+    name = machine_name(machine, None)
+    if remote is None:
+        bare = user_data_dir() / "remotes" / f"{path.resolve().name}-{secrets.token_hex(3)}.git"
+        init_bare(bare)
+        remote = str(bare)
+    repo = init_clone(path, remote)
+    try:
+        head = repo.ls_remote_head()
+    except FleetqError:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    if head is None:
+        files = layout_files(name)
+        tree = repo.apply(None, files)
+        sha = repo.commit(tree, [], f"fleetq: new fleet\n\nFleetq-Machine: {name}\nFleetq-Transition: init\n", name)
+        repo.push(sha)
+        repo.fetch()
+    else:
+        repo.fetch()
+        _require_fleet(repo, remote)
+    fleet = _finish(path, name)
+    transact(fleet, _register_plan(name))
+    fleet.refresh_checkout()
+    return fleet, remote
+
+
+def join(url: str, path: Path, machine: str | None = None) -> Fleet:
+    """Clone an existing fleet and register this machine in config/machines.yaml."""
+    path = path.expanduser()
+    _empty_target(path)
+    repo = init_clone(path, url)
+    try:
+        if repo.fetch() is None:
+            raise FleetqError(f"{url} holds no fleet yet: use `fleetq init DIR --remote {url}`")
+        _require_fleet(repo, url)
+    except FleetqError:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    fleet = _finish(path, machine_name(machine, None))
+    transact(fleet, _register_plan(fleet.machine))
+    fleet.refresh_checkout()
+    return fleet
+
+
+def _require_fleet(repo: GitRepo, url: str) -> None:
+    snap = Snapshot(repo, repo.rev(TRACKING))
+    if snap.tree is None or repo.lookup(snap.tree, states.QUEUE) is None:
+        raise FleetqError(f"{url} is a git repo but not a fleet (no queue/ directory)")

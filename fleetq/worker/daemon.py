@@ -1,0 +1,281 @@
+"""`fleetq work`: the cron-style runner (docs/design.md, "The claim protocol" and "Running tasks").
+
+One loop per machine. Each pass: report finished results, hand back orphans,
+claim up to the free slots, all in one commit and one push
+(:func:`fleetq.core.passplan.pass_plan`); heartbeat; fire due schedules. Runs
+happen in threads, each driving a supervised process tree
+(:mod:`fleetq.worker.runner`). The loop wakes on a timer (a cheap
+``ls-remote`` first), on watchdog events (the local remote's refs, files
+dropped into ``queue/pending/``), when a run ends, and at schedule fire times.
+
+The worker fences itself when its heartbeats stop landing
+(:mod:`fleetq.worker.lease`, docs/design.md, "Liveness and fencing"). Results
+finished before the fence stay in the journal and are pushed when the remote
+answers (a reaped one as a note).
+
+SIGTERM/Ctrl-C (:mod:`fleetq.worker.signals`): the first finishes the running
+tasks, then exits; the second kills them and hands them back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from fleetq.core.cas import Plan, transact
+from fleetq.core.clone import Fleet
+from fleetq.core.matching import Seat
+from fleetq.core.passplan import pass_plan
+from fleetq.core.snapshot import Problem, Snapshot
+from fleetq.core.task import Task, now_utc
+from fleetq.errors import Conflict, FleetqError, RemoteError
+from fleetq.git.repo import HookRejected
+from fleetq.handlerapi import HandlerResult
+from fleetq.worker.headcache import HeadCache
+from fleetq.worker.intake import Intake
+from fleetq.worker.lease import Lease
+from fleetq.worker.runner import Runner
+from fleetq.worker.signals import Signals
+from fleetq.worker.state import Run, WorkerState
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
+__all__ = ["LINGER", "Run", "Worker"]
+
+log = logging.getLogger("fleetq.worker.daemon")
+LINGER = 0.015  # seconds
+
+
+class Worker(WorkerState):
+    """One machine's worker: the loop over passes, and the parts it owns (the state they share is inherited)."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        slots: int | None = None,
+        poll: float | None = None,
+        lease: float | None = None,
+        once: bool = False,
+        burst: bool = False,
+        heartbeat: float | None = None,
+        grace: float | None = None,
+        watch: bool = True,
+    ) -> None:
+        opts = {"slots": slots, "poll": poll, "lease": lease, "heartbeat": heartbeat, "prefer_grace": grace}
+        super().__init__(fleet, opts)
+        self.once, self.burst, self.watch = once, burst, watch
+        self.last_checkout = 0.0
+        self._observer_thread: BaseObserver | None = None
+        self._busy_recently = True
+        self.claimed_total = 0
+        self.finished_total = 0
+        self.idle = False
+        self.heads = HeadCache(self)
+        self.lease = Lease(self)
+        self.runner = Runner(self)
+        self.intake = Intake(self)
+        self.signals = Signals(self._on_signal)
+
+    # -- lifecycle --
+    def run(self) -> int:
+        if self.signals.install():
+            self.signals.start()
+        self._start_watch()
+        log.info("worker %s starting on %s", self.fleet.machine, self.fleet.root)
+        try:
+            self._loop()
+        finally:
+            self.signals.stop()
+            if self._observer_thread is not None:
+                self._observer_thread.stop()
+            self.lease.beat(force=True)
+            self._refresh_checkout(force=True)
+            self._notify_last()
+        log.info(
+            "worker %s stopped (%d claimed, %d finished)", self.fleet.machine, self.claimed_total, self.finished_total
+        )
+        return 0
+
+    def stop(self, *, hand_back: bool = False) -> None:
+        """Warm stop (finish running tasks), or with ``hand_back`` kill them and return them to pending.
+
+        A second call hands back. Takes ``lock``: never call it from a signal handler.
+        """
+        if self.stopping and not hand_back:
+            hand_back = True
+        self.stopping = True
+        if hand_back and not self.handback:
+            self.handback = True
+            with self.lock:
+                for r in self.running.values():
+                    r.handing_back = True
+                    r.cancel.set()
+        self.wake.set()
+
+    def _on_signal(self, signum: int) -> None:
+        """Act on SIGTERM/SIGINT (outside the handler): the first stops warm, the next hands back."""
+        what = "handing running tasks back" if self.stopping else "finishing running tasks, then exiting"
+        log.info("signal %s: %s", signum, what)
+        self.stop()
+
+    def _loop(self) -> None:
+        self.lease.start()
+        try:
+            self._loop_passes()
+        finally:
+            self.lease.stop()
+
+    def _loop_passes(self) -> None:
+        passes = 0
+        while True:
+            self.signals.act()
+            self.idle = False
+            try:
+                self.tick(claim=not (self.once and passes))
+            except HookRejected as e:
+                log.error("the remote's hook refused a push: %s", e)
+            except RemoteError as e:
+                log.warning("remote unreachable: %s (results stay in the journal)", e)
+            except Conflict as e:
+                log.warning("%s", e)
+            except FleetqError as e:
+                log.error("%s", e)
+            passes += 1
+            self.signals.act()
+            with self.lock:
+                busy = bool(self.running)
+            if not busy and (self.stopping or (self.once and passes > 1) or (self.burst and self.idle)):
+                self._flush_quietly()
+                return
+            woke = self.wake.wait(self._sleep_for())
+            self.wake.clear()
+            if woke and busy:
+                time.sleep(LINGER)  # let runs that end together share one commit and one push
+
+    def _sleep_for(self) -> float:
+        """Until the timer, the next heartbeat or the next schedule fire, whichever is first."""
+        poll = float(self.setting("poll") or 5)
+        hb = float(self.setting("heartbeat") or 10)
+        until = [poll, self.lease.last_beat + hb - time.time()]
+        if self.intake.next_fire is not None:
+            until.append(self.intake.next_fire - time.time() + 0.05)
+        return max(0.05, min(until))
+
+    def _flush_quietly(self) -> None:
+        try:
+            if self.journal.pending():
+                self.tick(claim=False)
+        except FleetqError as e:
+            log.warning("could not report results yet: %s (kept in the journal)", e)
+
+    # -- one pass --
+    def tick(self, *, claim: bool = True) -> bool:
+        """One pass; True when it claimed or reported something."""
+        fleet = self.fleet
+        results = self.journal.pending()
+        free = 0 if (self.stopping or not claim) else max(0, int(self.setting("slots")) - len(self.running))
+        if free and not self.lease.held():
+            self.lease.beat(force=True)  # fencing: claim only while our heartbeat is known to land
+            if not self.lease.held():
+                free = 0
+        head = self.heads.sync(force=bool(results) or free > 0 and self._busy_recently)
+        snap = Snapshot(fleet.repo, head)
+        cfg = self.heads.refresh(snap)
+        self.notifier.check(snap)
+        self.heads.check_running(snap)
+        if self.intake.dropped:
+            self.intake.take_dropped(snap)
+        if claim:  # schedules fire in passes that may claim (not in --once's later passes)
+            self.intake.fire_schedules(snap)
+        orphans = self.heads.orphans(snap)
+        handbacks = self.heads.handbacks()
+        if not (results or orphans or handbacks) and free == 0:
+            self.lease.beat()
+            return False
+        with self.lock:
+            nothing_running = not self.running
+        seat = Seat(cfg.machine(fleet.machine), agents=self.runner.usable_agents(), first_seen=self.heads.first_seen)
+        grace = float(self.setting("prefer_grace")) if free else 0.0
+        problems: list[Problem] = []
+
+        def plan(s: Snapshot) -> Plan:
+            now = now_utc()
+            self.heads.note_sightings(s, now)
+            return pass_plan(
+                s,
+                machine=fleet.machine,
+                results=results,
+                handbacks=handbacks,
+                orphans=orphans,
+                seat=seat,
+                free=free,
+                grace=grace,
+                shutdown=self.handback,
+                problems=problems,
+                now=now,
+            )
+
+        landed = transact(fleet, plan, fetch=False)
+        self._report_problems(problems)
+        for c in results:
+            self.journal.clear(c)
+            if c.status == "stale":
+                log.warning("result of %s attempt %d was stale (task moved on); kept as a note", c.task_id, c.attempt)
+        self.finished_total += len(results)
+        for tid in handbacks:
+            log.info("handed %s back to pending", tid)
+        claimed: list[Task] = landed.value if landed and landed.value else []
+        self.runner.take(claimed)
+        self.claimed_total += len(claimed)
+        self._busy_recently = bool(claimed)
+        # Idle: it could claim, found nothing, had nothing to report and nothing was running.
+        self.idle = free > 0 and not claimed and not results and nothing_running
+        self.lease.beat()
+        self._refresh_checkout()
+        return bool(claimed or results)
+
+    def _report_problems(self, problems: list[Problem]) -> None:
+        for p in problems:
+            key = f"{p.path}:{p.reason}"
+            if key not in self.reported_bad:
+                self.reported_bad.add(key)
+                log.error("skipping bad task file: %s", p.reason)
+
+    def _notify_last(self) -> None:
+        """On the way out: tell about what the last pass reported, and let running notifiers finish."""
+        try:
+            self.notifier.check(Snapshot(self.fleet.repo, self.fleet.repo.rev("refs/remotes/origin/main")))
+        except FleetqError as e:
+            log.debug("no last notification check: %s", e)
+        self.notifier.drain(5)
+
+    def _refresh_checkout(self, *, force: bool = False) -> None:
+        """Keep the person's checkout current when it is clean (throttled: it costs a few git calls)."""
+        if not force and time.time() - self.last_checkout < 10:
+            return
+        self.last_checkout = time.time()
+        try:
+            self.fleet.refresh_checkout()
+        except FleetqError as e:
+            log.debug("checkout not refreshed: %s", e)
+
+    # -- watchdog --
+    def _start_watch(self) -> None:
+        if not self.watch or self.once:
+            return
+        try:
+            from fleetq.worker.watch import start_watch
+
+            self._observer_thread = start_watch(self.fleet, self.wake, self.intake.note_dropped)
+        except Exception as e:  # noqa: BLE001 - the timer still works without events
+            log.warning("file watching unavailable (%s); polling only", e)
+
+    # -- usage limits (kept here for tests/run/test_usage_limit.py) --
+    def _limit_wait(self, t: Task, res: HandlerResult) -> None:
+        self.runner.limit_wait(t, res)
+
+    def _usable_agents(self) -> set[str]:
+        return self.runner.usable_agents()

@@ -1,0 +1,157 @@
+"""What the worker knows of the remote head (docs/design.md, "The repo is the queue").
+
+Fetching the head (only when it moved), the config, agents and custom handlers
+as committed there (cached by their trees' shas), when this machine first saw
+each pending task, and the bookkeeping a pass reports: runs whose task moved
+on (killed here), orphaned claims to reap, and killed runs to hand back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from fleetq.core import states
+from fleetq.core.config import FleetConfig
+from fleetq.core.heartbeat import Observer
+from fleetq.core.reaper import find_orphans
+from fleetq.core.snapshot import Snapshot
+from fleetq.core.states import CLAIMED
+from fleetq.errors import FleetqError
+from fleetq.run import notify
+from fleetq.run.agents.registry import installed_agents, load_agents
+from fleetq.trust.fsck import rewritten
+from fleetq.worker.state import WorkerState
+
+log = logging.getLogger("fleetq.worker.headcache")
+
+
+class HeadCache:
+    """The worker's view of the remote head; it keeps the worker's ``cfg``, ``agents`` and ``installed``."""
+
+    def __init__(self, worker: WorkerState) -> None:
+        self.worker = worker
+        self.observer = Observer(worker.fleet)
+        self.first_seen: dict[str, dt.datetime] = {}  # task id -> when this machine first saw it pending
+        self.last_reap = 0.0
+        self._tree: tuple[str, ...] | None = None
+
+    def sync(self, *, force: bool) -> str | None:
+        """The remote head: fetched when it moved (a cheap ls-remote decides) or when we will push anyway."""
+        fleet = self.worker.fleet
+        repo = fleet.repo
+        local = repo.rev("refs/remotes/origin/main")
+        if not force:
+            remote = repo.ls_remote_head()
+            if remote == local and local is not None:
+                return local
+        with fleet.lock:
+            head = repo.fetch()
+        if repo.forced_update:
+            why = rewritten(repo)
+            if why:
+                log.error("%s", why)
+        return head
+
+    def refresh(self, snap: Snapshot) -> FleetConfig:
+        """Config, agents and custom handlers as committed at the head (cached by their trees' shas)."""
+        w = self.worker
+        key = tuple(
+            e.sha if e else ""
+            for e in (snap.repo.lookup(snap.tree, d) if snap.tree else None for d in ("config", "handlers"))
+        )
+        if key == self._tree and w.cfg is not None:
+            return w.cfg
+        cfg = w.cfg = FleetConfig(snap)
+        for rel in ("config/agents.yaml",):
+            raw = snap.read(rel)
+            target = w.head_dir / rel
+            if raw is None:
+                target.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(raw)
+        hdir = w.head_dir / "handlers"
+        hdir.mkdir(parents=True, exist_ok=True)
+        wanted = {}
+        entry = snap.repo.lookup(snap.tree, "handlers") if snap.tree else None
+        if entry is not None and entry.is_tree:
+            wanted = {e.name: e.sha for e in snap.repo.entries(entry.sha) if not e.is_tree and e.name.endswith(".py")}
+        for f in hdir.glob("*.py"):
+            if f.name not in wanted:
+                f.unlink()
+        for name, sha in wanted.items():
+            data = snap.repo.read_blob(sha)
+            path = hdir / name
+            if not path.exists() or path.read_bytes() != data:
+                path.write_bytes(data)
+        try:
+            w.agents = load_agents(w.head_dir)
+        except FleetqError as e:
+            log.error("%s (using the built-in agents)", e)
+            w.agents = load_agents(None)
+        w.installed = set(installed_agents(w.agents))
+        w.notifier.select = notify.created_by([w.fleet.machine, *cfg.machine(w.fleet.machine).aliases])
+        self._tree = key
+        return cfg
+
+    def note_sightings(self, snap: Snapshot, now: dt.datetime) -> None:
+        """When this machine first saw each pending task (prefer's grace runs on our own clock)."""
+        pending = {r.id for r in snap.refs(states.PENDING)}
+        for tid in pending:
+            self.first_seen.setdefault(tid, now)
+        for tid in list(self.first_seen):
+            if tid not in pending:
+                del self.first_seen[tid]
+
+    def check_running(self, snap: Snapshot) -> None:
+        """A task moved out of claimed (cancel, resolve, reap) while it runs is killed here."""
+        w = self.worker
+        with w.lock:
+            runs = list(w.running.values())
+        if not runs:
+            return
+        claimed = {r.id: r for r in snap.refs(CLAIMED)}
+        for r in runs:
+            if r.cancel.is_set():
+                continue
+            found = [claimed[r.task.id]] if r.task.id in claimed else snap.locate(r.task.id)
+            live = False
+            if found and found[0].loc.state == CLAIMED:
+                t = snap.load(found[0])
+                live = t.claim.get("machine") == w.fleet.machine and t.claim.get("attempt") == r.attempt
+            if not live:
+                r.why = f"moved to {found[0].loc.state if found else 'nowhere'}"
+                log.info("%s %s while running: killing it", r.task.id, r.why)
+                r.cancel.set()
+
+    def orphans(self, snap: Snapshot) -> dict[str, tuple[str, str, int]]:
+        """Claims to reap (throttled): other machines' whose lease ran out, and ours that nothing here runs."""
+        w = self.worker
+        lease = float(w.setting("lease"))
+        if time.time() - self.last_reap < min(lease / 2, float(w.setting("heartbeat") or 10)):
+            return {}
+        self.last_reap = time.time()
+        me = w.fleet.machine
+        found = find_orphans(snap, self.observer, lease, me=me)
+        # Our own claims that nothing here runs (a crash or restart lost them): hand back at once.
+        busy = set(w.running) | w.journal.ids()
+        for t in snap.tasks([CLAIMED]):
+            if t.claim.get("machine") == me and t.id not in busy:
+                # No attempt in the claim (a hand edit): 0, like None, makes handback_plan skip the attempt check.
+                found[t.id] = ("its worker restarted", me, t.claim.get("attempt") or 0)
+        return found
+
+    def handbacks(self) -> dict[str, tuple[str | None, int | None]]:
+        """Runs killed to be handed back (shutdown, fencing) whose threads have ended."""
+        w = self.worker
+        with w.lock:
+            done = {
+                tid: r
+                for tid, r in w.running.items()
+                if r.handing_back and r.thread is not None and not r.thread.is_alive()
+            }
+            for tid in done:
+                del w.running[tid]
+        return {tid: (w.fleet.machine, r.attempt) for tid, r in done.items()}
