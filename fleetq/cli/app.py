@@ -1,4 +1,4 @@
-"""The click layer: global options, command registration, and the one place errors become exit codes.
+"""The click app: global options and lazy command registration (errors become exit codes in cli/runner.py).
 
 Command modules load lazily: ``fleetq --help`` prints from the static table
 below and imports no command module (each pulls in gitpython, ruamel.yaml, ...);
