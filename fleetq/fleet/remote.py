@@ -117,6 +117,11 @@ def run(
     return res
 
 
+def capture_on(cfg: FleetConfig, host: Host, command: str, *, timeout: float) -> ProcResult:
+    """Run ``command`` on ``host`` with the fleet's SSH options, its output captured, not echoed."""
+    return run(ssh_options(cfg), host, command, echo=False, capture=True, timeout=timeout)
+
+
 def run_local(command: str, *, echo: bool = True, capture: bool = False, timeout: float | None = None) -> ProcResult:
     """The same, on this machine (no SSH): for the machine this process runs on."""
     return _run(["/bin/sh", "-c", command], timeout=timeout, echo=echo, capture=capture)

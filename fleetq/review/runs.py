@@ -119,14 +119,7 @@ def _remote_git(fleet: Fleet, info: RunInfo, args: str) -> str:
 
     cfg = fleet.config(fleet.snapshot(tolerate_offline=True))
     host = remote.host_for(cfg, str(info.machine))
-    res = remote.run(
-        remote.ssh_options(cfg),
-        host,
-        f"git -C {shlex.quote(info.repo)} {args}",
-        echo=False,
-        capture=True,
-        timeout=60,
-    )
+    res = remote.capture_on(cfg, host, f"git -C {shlex.quote(info.repo)} {args}", timeout=60)
     if res.exit_code != 0:
         raise RemoteError(f"git on {host.label} failed: {last_line(res.stderr_tail, res.stdout)}")
     return res.stdout

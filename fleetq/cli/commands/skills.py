@@ -30,14 +30,8 @@ def _checks(fleet: Fleet, cfg: FleetConfig, machine: str, skills: list[Skill]) -
     """Run the skills' check commands on ``machine``: here directly, elsewhere in one SSH round trip."""
     if _is_here(fleet, cfg, machine):
         return skillmod.local_status({s.name: s for s in skills})
-    host = remote.host_for(cfg, machine)
-    res = remote.run(
-        remote.ssh_options(cfg),
-        host,
-        f"sh -lc {shlex.quote(skillmod.check_script(skills))}",
-        echo=False,
-        capture=True,
-        timeout=120,
+    res = remote.capture_on(
+        cfg, remote.host_for(cfg, machine), f"sh -lc {shlex.quote(skillmod.check_script(skills))}", timeout=120
     )
     return skillmod.parse_checks(res.stdout)
 
