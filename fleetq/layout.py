@@ -29,6 +29,7 @@ REMOTE = "origin"
 MAIN_REF = f"refs/heads/{BRANCH}"
 TRACKING = f"refs/remotes/{REMOTE}/{BRANCH}"
 MACHINE_REFS = "refs/fleetq/machines"  # refs/fleetq/machines/<name>: one heartbeat commit each, force-pushed
+REVIEW_REFS = "refs/fleetq/review"  # refs/fleetq/review/<branch>: a pushed run branch, fetched for review
 RUN_BRANCH_PREFIX = "fleetq/"  # an isolated agent run's branch in the project repo: fleetq/<task id>
 
 # -- git config keys of a clone --

@@ -11,6 +11,7 @@ import git
 
 from fleetq.errors import FleetqError
 from fleetq.git.repo import one_line
+from fleetq.layout import REVIEW_REFS
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class ProjectRepo:
 
     def fetch_branch(self, remote: str, branch: str) -> str:
         """Fetch one branch from ``remote`` (a name or URL); its commit (kept as ``refs/fleetq/review/<branch>``)."""
-        local = f"refs/fleetq/review/{branch}"
+        local = f"{REVIEW_REFS}/{branch}"
         self.check("fetch", "-q", "--no-tags", remote, f"+refs/heads/{branch}:{local}", what=f"fetch {branch}")
         sha = self.commit_of(local)
         if sha is None:

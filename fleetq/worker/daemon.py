@@ -32,6 +32,7 @@ from fleetq.core.task import Task, now_utc
 from fleetq.errors import Conflict, FleetqError, RemoteError
 from fleetq.git.repo import HookRejected
 from fleetq.handlerapi import HandlerResult
+from fleetq.layout import TRACKING
 from fleetq.worker.headcache import HeadCache
 from fleetq.worker.intake import Intake
 from fleetq.worker.lease import Lease
@@ -247,7 +248,7 @@ class Worker(WorkerState):
     def _notify_last(self) -> None:
         """On the way out: tell about what the last pass reported, and let running notifiers finish."""
         try:
-            self.notifier.check(Snapshot(self.fleet.repo, self.fleet.repo.rev("refs/remotes/origin/main")))
+            self.notifier.check(Snapshot(self.fleet.repo, self.fleet.repo.rev(TRACKING)))
         except FleetqError as e:
             log.debug("no last notification check: %s", e)
         self.notifier.drain(5)

@@ -19,6 +19,7 @@ from fleetq.core.reaper import find_orphans
 from fleetq.core.snapshot import Snapshot
 from fleetq.core.states import CLAIMED
 from fleetq.errors import FleetqError
+from fleetq.layout import TRACKING
 from fleetq.run import notify
 from fleetq.run.agents.registry import installed_agents, load_agents
 from fleetq.trust.fsck import rewritten
@@ -41,7 +42,7 @@ class HeadCache:
         """The remote head: fetched when it moved (a cheap ls-remote decides) or when we will push anyway."""
         fleet = self.worker.fleet
         repo = fleet.repo
-        local = repo.rev("refs/remotes/origin/main")
+        local = repo.rev(TRACKING)
         if not force:
             remote = repo.ls_remote_head()
             if remote == local and local is not None:

@@ -19,6 +19,7 @@ from fleetq.core.states import FAILED, NEEDS_HUMAN
 from fleetq.core.task import Task, fmt_time, now_utc, parse_time
 from fleetq.errors import FleetqError
 from fleetq.handlerapi import HandlerContext, HandlerResult
+from fleetq.layout import TRACKING
 from fleetq.run import handlers as handlers_loader
 from fleetq.run.agents.limits import limit_wait as agent_limit_wait
 from fleetq.run.presync import presync
@@ -48,7 +49,7 @@ class Runner:
     def untrusted(self, task: Task) -> str | None:
         """Why the fleet's signing rule forbids running ``task`` (None: it may run). Main thread only."""
         repo = self.worker.fleet.repo
-        head = repo.rev("refs/remotes/origin/main")
+        head = repo.rev(TRACKING)
         return signing.verify_task(repo, head, task) if head else None
 
     def refuse(self, task: Task, why: str) -> None:

@@ -15,6 +15,7 @@ from fleetq.core.snapshot import Snapshot
 from fleetq.errors import Reported
 from fleetq.fleet import remote, routing
 from fleetq.fleet.view import open_view
+from fleetq.layout import TRACKING
 
 
 def _route(
@@ -108,7 +109,7 @@ def assign(
     transitions.create(fleet, [data], sign=transitions.signs(fleet))
     fleet.refresh_checkout()
     if as_json:
-        doc = Snapshot(fleet.repo, fleet.repo.rev("refs/remotes/origin/main")).get(data["id"]).to_json()
+        doc = Snapshot(fleet.repo, fleet.repo.rev(TRACKING)).get(data["id"]).to_json()
         if route is not None:
             doc["route"] = route.to_json()
         output.emit_json(doc)
