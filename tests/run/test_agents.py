@@ -20,8 +20,8 @@ from fleetq.run.agents.argv import build_argv
 from fleetq.run.agents.registry import BUILTIN_AGENTS, installed_agents, load_agents
 from fleetq.run.agents.replies import parse_output
 from fleetq.run.agents.runners import run_agent
-from support.agents import ROOT
 from support.fakes.openai_server import FakeOpenAI
+from support.fleets import ROOT
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,10 +15,8 @@ import pytest
 from fleetq.errors import FleetqError
 from fleetq.handlerapi import HandlerResult, Stop, effective_timeout, guard, pick_recipe, resolve_dir
 from fleetq.run.handlers import available_types, load_handler
-from support.agents import ensure_handlers_package
 from support.handlers import make_ctx
 
-ensure_handlers_package()
 pytestmark = pytest.mark.timeout(30)
 
 
