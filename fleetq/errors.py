@@ -6,6 +6,8 @@ the worker logs it and moves on.
 
 from __future__ import annotations
 
+import re
+
 
 class FleetqError(Exception):
     """A failure the user can understand and act on."""
@@ -55,10 +57,18 @@ class Reported(FleetqError):
         super().__init__("", exit_code=exit_code)
 
 
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def strip_ansi(text: str) -> str:
+    """Text without terminal escape sequences (colours, cursor moves, OSC titles)."""
+    return _ANSI.sub("", text)
+
+
 def last_line(*texts: str) -> str:
-    """The last non-empty line of the first text that has one (for a one-line error)."""
+    """The last non-empty line of the first text that has one (for a one-line error), colour codes gone."""
     for t in texts:
-        lines = [ln.strip() for ln in (t or "").splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in strip_ansi(t or "").splitlines() if ln.strip()]
         if lines:
             line = lines[-1]
             return line if len(line) <= 200 else line[:199] + "…"

@@ -21,10 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleetq.handlerapi import HandlerContext, HandlerResult, Stop, effective_timeout, guard, resolve_dir, text_field
+from fleetq.run.agents.registry import AGENT_TIMEOUT
 from fleetq.run.agents.runners import run_agent
 from fleetq.run.isolate import run_isolated
 
-DEFAULT_TIMEOUT = 1800.0
+DEFAULT_TIMEOUT = AGENT_TIMEOUT
 
 
 def _run(ctx: HandlerContext) -> HandlerResult:

@@ -15,7 +15,8 @@ from fleetq.errors import FleetqError
 def run(group: click.Group, argv: list[str] | None = None) -> int:
     """Run ``group`` on ``argv`` (None: sys.argv) and return the exit code, printing errors as one line."""
     try:
-        group.main(args=argv, prog_name="fleetq", standalone_mode=False)
+        # Non-standalone, click returns the code of a ctx.exit(n) instead of raising it.
+        rv = group.main(args=argv, prog_name="fleetq", standalone_mode=False)
     except FleetqError as e:
         if str(e):
             output.failure(f"fleetq: {e}")
@@ -32,4 +33,4 @@ def run(group: click.Group, argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    return 0
+    return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0

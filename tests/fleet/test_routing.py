@@ -123,7 +123,7 @@ def test_router_agent_recommends_and_bad_answers_fall_back(
         "reason": "Python backend work, no mobile tooling needed",
         "notes": [],
     }
-    prompt = json.loads(log.read_text().splitlines()[-1])["argv"][1]
+    prompt = json.loads(log.read_text().splitlines()[-1])["argv"][-1]  # after "--"
     assert "refactor the payment service" in prompt and "- tp: os linux" in prompt and "load score 0.40" in prompt
 
     # The user's flags win over the router's answer.

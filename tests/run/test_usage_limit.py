@@ -228,18 +228,3 @@ def test_worker_holds_back_a_limited_agent_until_its_reset(fleets: Fleets) -> No
     assert res.extra["wait_until"] == soon and res.extra["limit_waits"] == 1
     assert w._usable_agents() == {"gemini"}
     wait_for(lambda: w._usable_agents() == {"claude", "gemini"}, 5, 0.1, what="the limit to lift")
-
-
-def test_http_429_retry_after(tmp_path: Path, env: dict[str, str], proj: Path) -> None:
-    from support.fakes.openai_server import FakeOpenAI
-
-    with FakeOpenAI(key="k") as srv:
-        env.update(GROQ_API_KEY="k", GROQ_BASE_URL=srv.base_url)
-        srv.status, srv.retry_after = 429, "20"
-        before = now_utc()
-        res = run_agent(
-            "groq", "x", agents=load_agents(None), cwd=proj, model=None, env=env, timeout=10, log_path=tmp_path / "log"
-        )
-    assert res.extra["usage_limit"] is True and "(Retry-After: 20)" in res.error
-    reset = parse_time(res.extra["usage_limit_reset"])
-    assert before + dt.timedelta(seconds=19) <= reset <= now_utc() + dt.timedelta(seconds=21)

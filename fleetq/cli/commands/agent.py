@@ -15,7 +15,7 @@ from fleetq.cli.context import AppContext
 from fleetq.core.clone import locate
 from fleetq.errors import FleetqError, NotFound
 from fleetq.handlerapi import DONE, NEEDS_HUMAN, HandlerResult
-from fleetq.run.agents.registry import load_agents
+from fleetq.run.agents.registry import AGENT_TIMEOUT, load_agents
 from fleetq.run.agents.runners import run_agent
 
 SMOKE_PROMPT = "This is a connectivity test. Reply with exactly one word: pong"
@@ -44,9 +44,15 @@ def _exit_code(res: HandlerResult) -> int:
 @click.argument("prompt", nargs=-1, required=True)
 @click.option("--cwd", default=".", show_default=True, help="Directory the agent works in.")
 @click.option("--model", help="Model override (default: the agent's own).")
-@click.option("--timeout", type=float, default=None, help="Seconds before the agent is stopped (default: none).")
+@click.option(
+    "--timeout",
+    type=float,
+    default=AGENT_TIMEOUT,
+    show_default=True,
+    help="Seconds before the agent is stopped (0: never).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def run(agent: str, prompt: tuple[str, ...], cwd: str, model: str | None, timeout: float | None, as_json: bool) -> None:
+def run(agent: str, prompt: tuple[str, ...], cwd: str, model: str | None, timeout: float, as_json: bool) -> None:
     """Run AGENT on PROMPT here and now (no queue); exit with the agent's exit code."""
     agents = load_agents(_fleet_dir())
     fd, log_name = tempfile.mkstemp(prefix=f"fleetq-run-{agent}-", suffix=".log")
@@ -61,7 +67,7 @@ def run(agent: str, prompt: tuple[str, ...], cwd: str, model: str | None, timeou
         cwd=cwd,
         model=model,
         env=dict(os.environ),
-        timeout=timeout,
+        timeout=timeout if timeout > 0 else None,
         log_path=log,
         reply_limit=None,
         echo=not as_json,
@@ -85,7 +91,7 @@ def _smoke(name: str, agents: dict, cwd: Path, timeout: float) -> dict:
         name, SMOKE_PROMPT, agents=agents, cwd=cwd, model=None, env=dict(os.environ), timeout=timeout, log_path=log
     )
     reply = str(res.extra.get("reply") or "")
-    if res.outcome == NEEDS_HUMAN:
+    if res.outcome == NEEDS_HUMAN and res.extra.get("not_installed"):
         status, detail = "not installed", res.error or ""
     elif res.outcome == DONE and "pong" in reply.lower():
         status, detail = "pass", reply

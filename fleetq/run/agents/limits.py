@@ -8,7 +8,8 @@ import zoneinfo
 from typing import Any
 
 MAX_LIMIT_WAIT = 7 * 86400.0  # a reset further away than this is clamped (a misread, or a weekly cap)
-RESET_GROUPS = ("epoch", "seconds", "delay", "at")
+RESET_GROUPS = ("epoch", "seconds", "delay", "at", "daily")
+DAILY_RESET_ZONE = "America/Los_Angeles"  # Google's daily API quotas reset at midnight Pacific time
 _UNIT = r"(?:days?|d|hours?|hrs?|h|minutes?|mins?|ms|m|seconds?|secs?|s)(?![a-z])"
 _DELAY = rf"(?:\d+(?:\.\d+)?\s*{_UNIT}[\s,]*(?:and\s+)?)+"
 _CLOCK = r"\d{1,2}(?::\d{2})?\s*[ap]\.?m\.?|\d{1,2}:\d{2}"
@@ -21,6 +22,8 @@ _TZ = r"(?:\s*\((?P<tz>[A-Za-z][A-Za-z0-9_+\-/]*)\))?"
 #           {"resets_at": 1775317531, "resets_in_seconds": 602705}
 #   gemini: "Please retry in 37.5s", "retryDelay": "37s";  http: "Retry-After: 20"; groq: "try again in 7.66s"
 RESET_PATTERNS = [
+    # gemini's daily quota also says "Please retry in 37.5s": the day wins (else 10 waits burn in minutes)
+    r"(?P<daily>exhausted your daily quota|PerDay(?:PerProject|PerUser)?)",
     r"limit reached\|(?P<epoch>\d{9,11})\b",
     r"resets_at\W{0,4}(?P<epoch>\d{9,11})\b",
     r"resets_in_seconds\W{0,4}(?P<seconds>\d+(?:\.\d+)?)",
@@ -81,6 +84,9 @@ def _at_time(text: str, zone: dt.tzinfo, now: dt.datetime) -> dt.datetime | None
 
 def _reset_from(m: re.Match[str], now: dt.datetime, local: dt.tzinfo | None) -> dt.datetime | None:
     g = m.groupdict()
+    if g.get("daily"):
+        day = now.astimezone(zoneinfo.ZoneInfo(DAILY_RESET_ZONE)).date() + dt.timedelta(days=1)
+        return dt.datetime.combine(day, dt.time(0), zoneinfo.ZoneInfo(DAILY_RESET_ZONE))
     if g.get("epoch"):
         return dt.datetime.fromtimestamp(int(g["epoch"]), dt.timezone.utc)
     if g.get("seconds"):

@@ -17,8 +17,14 @@ Spec keys, documented for users in config/agents.yaml:
 ``output``           how to read the reply: text | claude-json | gemini-json | codex-last-message | openai-chat
 ``stdin``            optional template sent on stdin (e.g. ``"{prompt}"`` for very long prompts)
 ``env``              extra environment variables for the agent
-``check``            argv that must exit 0 for the agent to count as installed (default: argv[0] on PATH)
-``usage_limit_patterns``  regexes that, found in the output, mark a result as hitting a usage limit
+``check``            argv that must exit 0 for the agent to count as installed (default: argv[0] on PATH);
+                     where the CLI has a cheap offline "am I usable" command (claude auth status), that
+``check_hint``       what to tell a person when ``check`` fails (else its last line of output)
+``needs_human_patterns``  ``{pattern: regex, say: text}`` items: a failed run whose error matches one goes
+                     to needs_human at once, its error ``say`` (what a person must do: log in, set a key,
+                     add credit); tried before the usage-limit patterns
+``usage_limit_patterns``  regexes that, found in the agent's error, mark a result as hitting a usage limit
+                     (a provider's HTTP 429 the agent reports counts too)
 ``usage_limit_reset``     regexes (tried before the built-in ones) that find when the limit resets, each
                      with one named group: ``epoch`` (unix seconds), ``seconds``, ``delay`` ("2 hours 5
                      minutes", "37.5s") or ``at`` (a time of day or a date and time), and optionally ``tz``
@@ -34,13 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from fleetq import yamlio
-from fleetq.errors import FleetqError
+from fleetq.errors import FleetqError, last_line
 from fleetq.handlerapi import find_tool
 from fleetq.layout import AGENTS
 from fleetq.run.agents.limits import RESET_GROUPS
 
 AGENTS_FILE = AGENTS
-OUTPUTS = ("text", "claude-json", "gemini-json", "codex-last-message", "openai-chat")
+AGENT_TIMEOUT = 1800.0  # seconds an agent run may take unless the task (or `fleetq run --timeout`) says
+OUTPUTS = ("text", "claude-json", "gemini-json", "codex-json", "codex-last-message", "openai-chat")
 KINDS = ("cli", "http")
 
 Spec = dict[str, Any]  # one agent's spec, as in config/agents.yaml
@@ -49,32 +56,88 @@ Registry = dict[str, Spec]  # name -> spec, in registry order
 BUILTIN_AGENTS: Registry = {
     "claude": {
         "kind": "cli",
-        "argv": ["claude", "-p", "{prompt}", "--dangerously-skip-permissions", "--output-format", "json"],
+        # the prompt after "--", so one starting with '-' is text (-p is a flag; the prompt is positional)
+        "argv": [
+            "claude",
+            "-p",
+            "--dangerously-skip-permissions",
+            "--output-format",
+            "json",
+            "{model_args}",
+            "--",
+            "{prompt}",
+        ],
         "model_args": ["--model", "{model}"],
         "output": "claude-json",
+        # offline, ~0.3 s: exit 1 when neither a key nor a login is configured (it does not try the key)
+        "check": ["claude", "auth", "status"],
+        "check_hint": "not logged in: run `claude /login` or set ANTHROPIC_API_KEY",
+        # claude-code 2.1.332: its result text on is_error, and its startup refusal on stderr
+        "needs_human_patterns": [
+            {
+                "pattern": r"Credit balance is too low",
+                "say": "claude: the Anthropic account's credit balance is too low: add credit (Plans & Billing)",
+            },
+            {
+                "pattern": r"Invalid API key|Please run /login|Not logged in|Failed to authenticate",
+                "say": "claude is not logged in or its key was refused: run `claude /login` (or set ANTHROPIC_API_KEY)",
+            },
+            {
+                "pattern": r"cannot be used with root/sudo privileges",
+                "say": "claude refuses --dangerously-skip-permissions as root: run the worker as another user, "
+                "or set IS_SANDBOX=1 for it if this machine is a sandbox (README: Agents)",
+            },
+        ],
         "usage_limit_patterns": [
+            r"hit your (?:[\w-]+ ){0,4}limit",
             r"usage limit reached",
             r"\blimit reached\b.*\bresets?\b",
-            r"hit your (?:\w+ )?limit",
-            r"Credit balance is too low",
-            r"rate_limit_error",
         ],
     },
     "gemini": {
         "kind": "cli",
-        "argv": ["gemini", "--yolo", "--output-format", "json", "-p", "{prompt}"],
+        # --skip-trust: 0.61 trusts no folder by default (a headless run exits 55, --yolo downgraded),
+        # and isolated runs get a fresh worktree each time; --prompt=: a prompt may start with '-'
+        "argv": ["gemini", "--skip-trust", "--yolo", "--output-format", "json", "--prompt={prompt}"],
         "model_args": ["-m", "{model}"],
         "output": "gemini-json",
-        "usage_limit_patterns": [r"RESOURCE_EXHAUSTED", r"[Qq]uota exceeded", r"exhausted your (daily )?quota"],
+        # gemini-cli 0.61 bundle: validateNonInteractiveAuth, FatalAuthenticationError, trustedFolders
+        "needs_human_patterns": [
+            {  # a model with no free tier: Google answers 429 with "limit: 0", which no wait lifts
+                "pattern": r"Quota exceeded for metric: [^\n]*, limit: 0\b",
+                "say": "gemini: this key has no quota for the model (limit: 0): use another model or a billed key",
+            },
+            {
+                "pattern": r"API key not valid|API_KEY_INVALID",
+                "say": "gemini's API key was refused: set GEMINI_API_KEY to a valid key",
+            },
+            {
+                "pattern": r"must specify the GEMINI_API_KEY|Please set an Auth method"
+                r"|Manual authorization is required",
+                "say": "gemini is not logged in: set GEMINI_API_KEY, or run `gemini` once in a terminal to log in",
+            },
+            {
+                "pattern": r"not running in a trusted directory",
+                "say": "gemini does not trust this folder: keep --skip-trust in its argv (or set "
+                "GEMINI_CLI_TRUST_WORKSPACE=true)",
+            },
+        ],
+        # TerminalQuotaError "You have exhausted your daily quota on this model." (waits for the daily
+        # reset); RetryableQuotaError "... Please retry in 37.5s." (per minute); both report code 429
+        "usage_limit_patterns": [r"exhausted your daily quota", r"RESOURCE_EXHAUSTED", r"Quota exceeded for metric"],
     },
     "codex": {
         "kind": "cli",
+        # --json: events on stdout, no prompt echo; no endless "Reconnecting..." when the network is gone
         "argv": [
             "codex",
             "exec",
+            "--json",
             "--sandbox",
             "workspace-write",
             "--skip-git-repo-check",
+            "-c",
+            "features.unbounded_connection_retries=false",
             "--output-last-message",
             "{output_file}",
             "{model_args}",
@@ -82,8 +145,24 @@ BUILTIN_AGENTS: Registry = {
             "{prompt}",
         ],
         "model_args": ["-m", "{model}"],
-        "output": "codex-last-message",
-        "usage_limit_patterns": [r"hit your usage limit", r"usage_limit_reached", r"rate limit"],
+        "output": "codex-json",
+        # codex-rs: protocol/src/error.rs, codex-api/src/api_bridge.rs, core/src/responses_retry.rs (0.171)
+        "needs_human_patterns": [
+            {
+                "pattern": r"Quota exceeded\. Check your plan and billing",
+                "say": "codex: the OpenAI account has no quota left: check its plan and billing",
+            },
+            {
+                "pattern": r"401 Unauthorized|Incorrect API key|didn't provide an API key|Missing environment variable"
+                r"|Not logged in|refresh token",
+                "say": "codex is not logged in or its key was refused: run `codex login` (or set the key it names)",
+            },
+        ],
+        "usage_limit_patterns": [
+            r"You[’']ve hit your usage limit",
+            r"usage_limit_reached",
+            r"exceeded retry limit, last status: 429",
+        ],
     },
     "groq": {
         "kind": "http",
@@ -92,7 +171,13 @@ BUILTIN_AGENTS: Registry = {
         "api_key_env": "GROQ_API_KEY",
         "default_model": "llama-3.3-70b-versatile",
         "output": "openai-chat",
-        "usage_limit_patterns": [r"rate_limit_exceeded", r"Rate limit reached", r"HTTP 429"],
+        "needs_human_patterns": [
+            {
+                "pattern": r"HTTP 401|invalid_api_key|Invalid API Key",
+                "say": "groq refused the API key: set GROQ_API_KEY to a valid key (console.groq.com/keys)",
+            }
+        ],
+        "usage_limit_patterns": [r"rate_limit_exceeded", r"Rate limit reached"],
     },
 }
 
@@ -149,6 +234,8 @@ def _shape_problem(spec: Spec) -> str | None:
     for key in ("argv", "model_args", "check", "usage_limit_patterns", "usage_limit_reset"):
         if not _str_list(spec, key):
             return f"{key} must be a list of strings"
+    if not isinstance(spec.get("check_hint", ""), str):
+        return "check_hint must be text"
     env = spec.get("env") or {}
     scalar = (str, int, float)
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, scalar) for k, v in env.items()):
@@ -169,6 +256,16 @@ def _content_problem(spec: Spec) -> str | None:
             re.compile(pattern)
         except re.error as e:
             return f"usage_limit_patterns: {pattern!r} is not a valid regex ({e})"
+    items = spec.get("needs_human_patterns") or []
+    if not isinstance(items, list):
+        return "needs_human_patterns must be a list of {pattern: regex, say: text}"
+    for item in items:
+        if not (isinstance(item, dict) and isinstance(item.get("pattern"), str) and isinstance(item.get("say"), str)):
+            return f"needs_human_patterns: {item!r} must be a mapping with 'pattern' and 'say' (text)"
+        try:
+            re.compile(item["pattern"])
+        except re.error as e:
+            return f"needs_human_patterns: {item['pattern']!r} is not a valid regex ({e})"
     for pattern in spec.get("usage_limit_reset") or []:
         try:
             groups = set(re.compile(pattern).groupindex)
@@ -186,22 +283,18 @@ def why_missing(spec: Spec, env: dict[str, str]) -> str | None:
         return f"{key} is not set" if key and not env.get(key) else None
     check = spec.get("check")
     if check:
+        if not find_tool(check[0], env):
+            return f"'{check[0]}' not found on PATH"
         try:
-            ok = (
-                subprocess.run(
-                    check,
-                    check=False,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    timeout=10,
-                ).returncode
-                == 0
+            proc = subprocess.run(
+                check, check=False, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10
             )
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-        return None if ok else f"its check command failed: {' '.join(check)}"
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"`{' '.join(check)}` could not run ({e})"
+        if proc.returncode == 0:
+            return None
+        said = spec.get("check_hint") or last_line(proc.stderr, proc.stdout)
+        return f"`{' '.join(check)}` exited {proc.returncode}" + (f": {said}" if said else "")
     exe = spec["argv"][0]
     return None if find_tool(exe, env) else f"'{exe}' not found on PATH"
 

@@ -4,7 +4,6 @@ OpenAI-compatible chat-completions API (http); then the reply, usage and usage l
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import threading
 import time
@@ -14,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleetq.core.task import fmt_time, now_utc
-from fleetq.handlerapi import DONE, FAILED, HandlerResult, Stop, from_proc, last_line, resolve_dir
+from fleetq.handlerapi import DONE, FAILED, NEEDS_HUMAN, HandlerResult, Stop, from_proc, last_line, resolve_dir
 from fleetq.run.agents.argv import build_argv, fill, placeholder_values
-from fleetq.run.agents.limits import usage_limit_reset
+from fleetq.run.agents.diagnose import diagnose
 from fleetq.run.agents.registry import Registry, Spec, default_agent, why_missing
-from fleetq.run.agents.replies import json_doc, parse_output
+from fleetq.run.agents.replies import Reply, codex_session_model, json_doc, parse_output
 from fleetq.run.procs import run_command, tail_text
 
 REPLY_LIMIT = 8000  # characters of the reply kept in a task's result (the log has all of it)
@@ -54,11 +52,13 @@ def run_agent(
         if spec is None:
             raise Stop(f"unknown agent '{name}' (config/agents.yaml has: {', '.join(agents) or 'none'})")
         wd = resolve_dir(cwd, env)
-        why = why_missing(spec, env)
-        if why:
-            raise Stop(f"agent '{name}' is not installed on this machine: {why}")
     except Stop as stop:
         return stop.result()
+    why = why_missing(spec, env)
+    if why:
+        res = HandlerResult(NEEDS_HUMAN, error=f"agent '{name}' is not installed on this machine: {why}")
+        res.extra.update(agent=name, not_installed=True)
+        return res
     job = _Job(
         name=name,
         spec=spec,
@@ -71,10 +71,12 @@ def run_agent(
         cancel=cancel,
         echo=echo,
     )
-    res = _run_http(job) if spec["kind"] == "http" else _run_cli(job)
+    res, reply = _run_http(job) if spec["kind"] == "http" else _run_cli(job)
     if job.model:
         res.extra.setdefault("model", job.model)
-    _finish(res, name, spec, reply_limit)
+    res.extra["agent"] = name
+    diagnose(res, spec, reply, prompt, job.env)
+    _bound_reply(res, reply_limit)
     return res
 
 
@@ -94,7 +96,7 @@ class _Job:
     echo: bool
 
 
-def _run_cli(job: _Job) -> HandlerResult:
+def _run_cli(job: _Job) -> tuple[HandlerResult, Reply]:
     spec = job.spec
     with tempfile.TemporaryDirectory(prefix="fleetq-agent-") as tmp:
         out_file = Path(tmp) / "last-message.txt"
@@ -116,6 +118,11 @@ def _run_cli(job: _Job) -> HandlerResult:
         last = out_file.read_text(encoding="utf-8", errors="replace") if out_file.exists() else None
     res = from_proc(proc, job.name, job.timeout)
     reply = parse_output(spec["output"], proc.stdout, last_message=last, stderr=proc.stderr_tail)
+    if spec["output"] == "codex-json" and reply.extra.get("session_id") and not job.model:
+        home = Path(job.env.get("CODEX_HOME") or Path(job.env.get("HOME") or Path.home()) / ".codex")
+        model = codex_session_model(home, str(reply.extra["session_id"]))
+        if model:
+            reply.extra["model"] = model
     res.extra.update(reply.extra, reply=reply.text)
     if last is not None:
         _append_log(job.log_path, f"\n# last message ({out_file.name}):\n{last}\n")
@@ -123,22 +130,11 @@ def _run_cli(job: _Job) -> HandlerResult:
         res.outcome, res.error = FAILED, f"{job.name} reported an error: {reply.error}"
     elif reply.error and res.outcome == FAILED and not (proc.timed_out or proc.cancelled):
         res.error = f"{job.name} exited with code {proc.exit_code}: {reply.error}"
-    return res
+    return res, reply
 
 
-def _finish(res: HandlerResult, name: str, spec: Spec, reply_limit: int | None) -> None:
-    """Agent name and model in extra, usage-limit flag, reply bounded for the task file."""
-    res.extra["agent"] = name
-    if res.outcome == FAILED:
-        haystack = "\n".join([res.error or "", res.stderr_tail, res.stdout_tail, str(res.extra.get("reply", ""))])
-        for pattern in spec.get("usage_limit_patterns") or []:
-            if re.search(pattern, haystack):
-                res.extra["usage_limit"] = True
-                reset = usage_limit_reset(haystack, now=now_utc(), patterns=spec.get("usage_limit_reset"))
-                if reset is not None:
-                    res.extra["usage_limit_reset"] = fmt_time(reset)
-                res.error = f"usage limit reached: {res.error}"
-                break
+def _bound_reply(res: HandlerResult, reply_limit: int | None) -> None:
+    """The reply kept in the task file is bounded (the log has all of it)."""
     reply = str(res.extra.get("reply") or "")
     if reply_limit is not None and len(reply) > reply_limit:
         res.extra["reply"] = reply[:reply_limit]
@@ -183,7 +179,7 @@ def _wait_thread(worker: threading.Thread, timeout: float | None, cancel: thread
             return f"timed out after {timeout:g}s"
 
 
-def _run_http(job: _Job) -> HandlerResult:
+def _run_http(job: _Job) -> tuple[HandlerResult, Reply]:
     """One POST in a helper thread, so cancel and timeout take effect at once (the thread is left to end)."""
     spec = job.spec
     base = (job.env.get(spec.get("base_url_env") or "") or spec.get("base_url") or "").rstrip("/")
@@ -199,6 +195,7 @@ def _run_http(job: _Job) -> HandlerResult:
     if isinstance(box.get("exc"), TimeoutError) and job.timeout is not None:  # urllib's own deadline hit first
         stopped = f"timed out after {job.timeout:g}s"
     res = HandlerResult(outcome=FAILED, duration=time.monotonic() - started)
+    reply = Reply(structured=True)
     text = "" if stopped else box.get("body", "")
     res.stdout_tail = tail_text(text.encode(), 4000)
     if stopped:
@@ -211,6 +208,7 @@ def _run_http(job: _Job) -> HandlerResult:
         res.error = f"HTTP {box.get('status')} from {url}: {_api_error(text)}"
         if box.get("retry_after"):  # read by usage_limit_reset when the agent's patterns call this a limit
             res.error += f" (Retry-After: {box['retry_after']})"
+        reply = Reply(error=res.error, structured=True, status=box.get("status"))
     else:
         reply = parse_output(spec["output"], text)
         res.outcome = DONE
@@ -218,7 +216,7 @@ def _run_http(job: _Job) -> HandlerResult:
         if not reply.text and not isinstance(json_doc(text), dict):
             res.outcome, res.error = FAILED, "the API answered with something that is not a chat completion"
     _append_log(job.log_path, f"{res.extra.get('reply') or text}\n# {res.error or 'done'} after {res.duration:.1f}s\n")
-    return res
+    return res, reply
 
 
 def _api_error(body: str) -> str:

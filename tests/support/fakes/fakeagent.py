@@ -9,6 +9,7 @@ Environment knobs:
   FAKE_AGENT_LIMIT  fail with the agent's usage-limit message
   FAKE_AGENT_LIMIT_RESET  with FAKE_AGENT_LIMIT: the limit resets in this many seconds, said the agent's own way
   FAKE_AGENT_LIMIT_ONCE   with FAKE_AGENT_LIMIT: a marker file; hit the limit only when it does not exist yet
+  FAKE_AGENT_LOGGED_OUT  claude auth status says not logged in (exit 1)
   FAKE_AGENT_SLEEP  seconds to sleep before answering (timeouts, cancel)
   FAKE_AGENT_REPLY  the reply text (default: "pong" when the prompt asks for it, else an echo)
   FAKE_AGENT_SPANS  append one JSON line {cwd, start, end} (wall-clock seconds) per run: overlap checks
@@ -26,9 +27,9 @@ import uuid
 
 FLAGS = {  # agent -> (flags taking a value, boolean flags)
     "claude": ({"--output-format", "--model"}, {"-p", "--print", "--dangerously-skip-permissions"}),
-    "gemini": ({"--output-format", "-o", "-m", "--model", "-p", "--prompt"}, {"--yolo", "-y"}),
+    "gemini": ({"--output-format", "-o", "-m", "--model", "-p", "--prompt"}, {"--yolo", "-y", "--skip-trust"}),
     "codex": (
-        {"--sandbox", "-s", "--output-last-message", "-o", "-m", "--model", "-C", "--cd"},
+        {"--sandbox", "-s", "--output-last-message", "-o", "-m", "--model", "-C", "--cd", "-c", "--config"},
         {"--skip-git-repo-check", "--full-auto", "--dangerously-bypass-approvals-and-sandbox", "--json"},
     ),
 }
@@ -50,6 +51,11 @@ def parse(agent: str, args: list[str]) -> tuple[dict[str, str], set[str], list[s
         if a == "--":
             positional += args[i + 1 :]
             break
+        name, eq, value = a.partition("=")
+        if eq and name in valued:  # --prompt=TEXT
+            opts[name] = value
+            i += 1
+            continue
         if a in valued:
             if i + 1 >= len(args):
                 die(agent, f"error: option '{a}' argument missing", 2)
@@ -118,6 +124,10 @@ def reply_for(agent: str, prompt: str) -> str:
 
 def main(agent: str) -> None:
     args = sys.argv[1:]
+    if agent == "claude" and args[:2] == ["auth", "status"]:  # the offline "am I logged in" check
+        out = os.environ.get("FAKE_AGENT_LOGGED_OUT")
+        print(json.dumps({"loggedIn": not out, "authMethod": "none" if out else "api_key"}, indent=2))
+        sys.exit(1 if out else 0)
     if agent == "codex":
         if not args or args[0] not in ("exec", "e"):
             die(agent, "this fake only knows `codex exec`", 2)
@@ -197,10 +207,15 @@ def gemini(opts: dict, flags: set, positional: list, stdin: str) -> None:
     model = opts.get("-m") or opts.get("--model") or "gemini-2.5-pro"
     side_effects(prompt)
     failure = _failure("gemini")
+    if "--skip-trust" not in flags:  # gemini-cli 0.61: no folder is trusted by default
+        die("gemini", "Gemini CLI is not running in a trusted directory. To proceed, either use `--skip-trust`", 55)
     if failure:
-        if fmt == "json":
-            print(json.dumps({"error": {"type": "Error", "message": failure[1], "code": failure[0]}}))
-        sys.stderr.write(failure[1] + "\n")
+        if fmt == "json":  # to stderr, pretty-printed, as gemini-cli 0.61 does
+            code = 429 if os.environ.get("FAKE_AGENT_LIMIT") else failure[0]
+            doc = {"session_id": str(uuid.uuid4()), "error": {"type": "Error", "message": failure[1], "code": code}}
+            sys.stderr.write(json.dumps(doc, indent=2) + "\n")
+        else:
+            sys.stderr.write(failure[1] + "\n")
         sys.exit(failure[0])
     text = reply_for("gemini", prompt)
     if fmt == "json":
@@ -243,6 +258,9 @@ def codex(opts: dict, flags: set, positional: list, stdin: str) -> None:
     )
     side_effects(prompt)
     failure = _failure("codex")
+    if "--json" in flags:  # codex exec --json: JSON lines on stdout, as codex 0.171 prints them
+        _codex_events(failure, reply_for("codex", prompt), opts)
+        return
     if failure:
         die("codex", failure[1], failure[0])
     text = reply_for("codex", prompt)
@@ -252,3 +270,23 @@ def codex(opts: dict, flags: set, positional: list, stdin: str) -> None:
             f.write(text)
     sys.stderr.write("tokens used: 1,234\n")
     print(text)
+
+
+def _codex_events(failure: tuple[int, str] | None, text: str, opts: dict) -> None:
+    def emit(ev: dict) -> None:
+        print(json.dumps(ev), flush=True)
+
+    emit({"type": "thread.started", "thread_id": str(uuid.uuid4())})
+    emit({"type": "turn.started"})
+    if failure:
+        message = failure[1].removeprefix("ERROR: ")
+        emit({"type": "error", "message": message})
+        emit({"type": "turn.failed", "error": {"message": message}})
+        sys.exit(failure[0])
+    emit({"type": "item.completed", "item": {"id": "item_0", "type": "agent_message", "text": text}})
+    usage = {"input_tokens": 1234, "cached_input_tokens": 1000, "output_tokens": 56, "reasoning_output_tokens": 7}
+    emit({"type": "turn.completed", "usage": usage})
+    out = opts.get("--output-last-message") or opts.get("-o")
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
