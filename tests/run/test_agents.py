@@ -366,3 +366,22 @@ def test_cli_run_uses_the_fleets_agents(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["--fleet", str(fleet), "run", "shout", "hello", "there"]) == 0
     assert capsys.readouterr().out == "HELLO THERE\n"  # a text agent's output is streamed, not printed twice
     assert main(["--fleet", str(tmp_path / "nope"), "run", "shout", "x"]) != 0
+
+
+def test_fleetq_run_stops_an_agent_after_the_default_timeout(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent that never ends (codex reconnecting forever) must not hold `fleetq run` forever."""
+    from fleetq.cli.commands import agent as agent_cmd
+    from fleetq.handlerapi import HandlerResult
+    from fleetq.run.agents.registry import AGENT_TIMEOUT
+
+    seen: list[float | None] = []
+
+    def fake_run_agent(*args, timeout, **kw):
+        seen.append(timeout)
+        return HandlerResult("done", extra={"reply": "ok"})
+
+    monkeypatch.setattr(agent_cmd, "run_agent", fake_run_agent)
+    assert cli("run", "claude", "hi").code == 0
+    assert cli("run", "claude", "hi", "--timeout", "5").code == 0
+    assert cli("run", "claude", "hi", "--timeout", "0").code == 0
+    assert seen == [AGENT_TIMEOUT, 5.0, None] and AGENT_TIMEOUT == 1800

@@ -228,3 +228,30 @@ def test_worker_holds_back_a_limited_agent_until_its_reset(fleets: Fleets) -> No
     assert res.extra["wait_until"] == soon and res.extra["limit_waits"] == 1
     assert w._usable_agents() == {"gemini"}
     wait_for(lambda: w._usable_agents() == {"claude", "gemini"}, 5, 0.1, what="the limit to lift")
+
+
+def test_a_limit_is_read_from_the_agents_error_never_from_its_prompt_or_reply() -> None:
+    """codex (human mode) echoes the prompt on stderr; an agent's reply may quote any error text."""
+    from fleetq.handlerapi import HandlerResult
+    from fleetq.run.agents.diagnose import diagnose
+    from fleetq.run.agents.replies import Reply
+
+    spec = load_agents(None)["codex"]
+    prompt = "Fix the handler for 'You've hit your usage limit'\nand the 'rate limit' retries (HTTP 429)"
+    echo = f"OpenAI Codex\n--------\nuser\n{prompt}\nERROR: stream disconnected before completion\n"
+
+    def judged(reply: Reply, stderr: str = echo) -> HandlerResult:
+        res = HandlerResult("failed", exit_code=1, stderr_tail=stderr, stdout_tail=reply.text, error="codex failed")
+        diagnose(res, spec, reply, prompt, {})
+        return res
+
+    assert not judged(Reply(structured=True)).extra.get("usage_limit")
+    assert not judged(Reply("I hit your usage limit handling, see 429", structured=True)).extra.get("usage_limit")
+    limited = judged(Reply(error="You’ve hit your usage limit. Try again in 2 hours.", structured=True))
+    assert limited.extra["usage_limit"] is True and limited.error.startswith("usage limit reached")
+    assert judged(Reply(structured=True, status=429)).extra["usage_limit"] is True
+    billing = judged(Reply(error="Quota exceeded. Check your plan and billing details.", structured=True, status=429))
+    assert billing.outcome == "needs_human" and "billing" in billing.error and not billing.extra.get("usage_limit")
+    timed_out = HandlerResult("failed", error="timed out after 5s", extra={"timed_out": True}, stderr_tail="429")
+    diagnose(timed_out, spec, Reply(status=429), prompt, {})
+    assert timed_out.outcome == "failed" and not timed_out.extra.get("usage_limit")

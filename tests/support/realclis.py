@@ -77,8 +77,8 @@ def _install() -> str | None:
         except subprocess.TimeoutExpired:
             return "npm ci timed out after 600s"
         if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-            return f"npm ci failed ({proc.returncode}): {tail[0]}"
+            said = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and "complete log" not in ln]
+            return f"npm ci failed ({proc.returncode}): {' / '.join(said[:2]) or '(no output)'}"
         (where / ".complete").write_text("ok\n")
     return None
 
