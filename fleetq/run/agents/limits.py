@@ -15,12 +15,17 @@ _DELAY = rf"(?:\d+(?:\.\d+)?\s*{_UNIT}[\s,]*(?:and\s+)?)+"
 _CLOCK = r"\d{1,2}(?::\d{2})?\s*[ap]\.?m\.?|\d{1,2}:\d{2}"
 _DATE = r"(?:[A-Za-z]{3,9}\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+(?:\d{4},?\s+)?)?"
 _TZ = r"(?:\s*\((?P<tz>[A-Za-z][A-Za-z0-9_+\-/]*)\))?"
-# The shapes the agent CLIs print (first match wins), e.g.
-#   claude: "Claude AI usage limit reached|1735689600", "5-hour limit reached ∙ resets 3pm",
-#           "You've hit your session limit · resets 3:30pm (Europe/Berlin)", "Your limit will reset at 1pm (Etc/GMT+5)"
-#   codex:  "try again in 2 hours 5 minutes", "Try again in 37s", "try again at Jul 5th, 2026 8:19 PM",
-#           {"resets_at": 1775317531, "resets_in_seconds": 602705}
-#   gemini: "Please retry in 37.5s", "retryDelay": "37s";  http: "Retry-After: 20"; groq: "try again in 7.66s"
+# The shapes the agent CLIs print (first pattern that matches wins), as seen from the pinned CLIs:
+#   claude-code 2.1.332 (its native binary's strings; a Claude.ai plan, 429 + anthropic-ratelimit-unified-*):
+#           "You've hit your 5-hour limit · resets 4am (Europe/Berlin)", "... · resets 3:59am (Europe/Berlin)",
+#           "You've hit your weekly limit · resets Dec 4, 8:15pm (America/New_York)",
+#           "... resets Jan 6, 2028, 12:43am (UTC)"; older CLIs: "Claude AI usage limit reached|<epoch>"
+#   codex 0.171 (codex-rs protocol/src/error.rs, UsageLimitReachedError): "You’ve hit your usage limit.
+#           ... or try again at 2:39 AM." / "try again at Dec 5th, 2026 12:36 AM." (local time, the
+#           child's TZ), "try again in 2 hours 5 minutes"; {"resets_at": ..., "resets_in_seconds": ...}
+#   gemini-cli 0.61 (classifyGoogleError): RetryableQuotaError "... Please retry in 37.5s."
+#           (per minute), TerminalQuotaError "You have exhausted your daily quota on this model.";
+#   http: "Retry-After: 20"; groq: "Please try again in 4.36s" / "try again in 1m26.4s"
 RESET_PATTERNS = [
     # gemini's daily quota also says "Please retry in 37.5s": the day wins (else 10 waits burn in minutes)
     r"(?P<daily>exhausted your daily quota|PerDay(?:PerProject|PerUser)?)",

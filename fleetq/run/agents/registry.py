@@ -14,7 +14,8 @@ Spec keys, documented for users in config/agents.yaml:
                      element ``{model_args}`` stands); an argv element with ``{model}`` and no model
                      set is dropped together with its flag
 ``default_model``    the model when the task names none (required for http)
-``output``           how to read the reply: text | claude-json | gemini-json | codex-last-message | openai-chat
+``output``           how to read the reply: text | claude-json | gemini-json | codex-json | codex-last-message
+                     | openai-chat
 ``stdin``            optional template sent on stdin (e.g. ``"{prompt}"`` for very long prompts)
 ``env``              extra environment variables for the agent
 ``check``            argv that must exit 0 for the agent to count as installed (default: argv[0] on PATH);
@@ -27,7 +28,8 @@ Spec keys, documented for users in config/agents.yaml:
                      (a provider's HTTP 429 the agent reports counts too)
 ``usage_limit_reset``     regexes (tried before the built-in ones) that find when the limit resets, each
                      with one named group: ``epoch`` (unix seconds), ``seconds``, ``delay`` ("2 hours 5
-                     minutes", "37.5s") or ``at`` (a time of day or a date and time), and optionally ``tz``
+                     minutes", "37.5s"), ``at`` (a time of day or a date and time; optionally ``tz``) or
+                     ``daily`` (the next midnight Pacific, when Google's daily quotas reset)
 ``base_url``, ``base_url_env``, ``api_key_env``   http: endpoint, env var overriding it, env var with the key
 """
 
