@@ -18,6 +18,7 @@ from typing import Any
 
 import fleetq
 from fleetq import yamlio
+from fleetq.core import liveness
 from fleetq.core.clone import Fleet
 from fleetq.core.task import fmt_time, now_utc, parse_time
 from fleetq.errors import FleetqError
@@ -80,7 +81,8 @@ class Beat:
     observed: bool  # age judged by local observation
 
     def alive(self, lease: float) -> bool:
-        return self.age <= lease
+        """Holds its lease: not ``stopped``, and heard from within the longer of ``lease`` and its own."""
+        return liveness.alive(self.state, self.age, lease)
 
     @property
     def running(self) -> list[str | None]:

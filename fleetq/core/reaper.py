@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from fleetq.core import liveness
 from fleetq.core.cas import Plan, transact
 from fleetq.core.clone import Fleet
 from fleetq.core.heartbeat import Observer
@@ -17,10 +18,14 @@ from fleetq.core.transitions import handback_plan
 Orphan = tuple[str, str, int]
 
 
-def find_orphans(snap: Snapshot, observer: Observer, lease: float, *, me: str, fetch: bool = True) -> dict[str, Orphan]:
+def find_orphans(
+    snap: Snapshot, observer: Observer, lease: float, *, me: str, fetch: bool = True, forced: bool = False
+) -> dict[str, Orphan]:
     """task id -> (why, machine, attempt) of each orphaned claim.
 
-    This machine's own claims are the worker's business."""
+    A worker's heartbeat announces its own lease and the longer one counts (core/liveness.py),
+    unless ``forced`` (`reap --lease S --force`: a person insists). This machine's own claims
+    are the worker's business."""
     beats = observer.read(fetch=fetch)
     out: dict[str, Orphan] = {}
     for t in snap.tasks([CLAIMED]):
@@ -36,8 +41,12 @@ def find_orphans(snap: Snapshot, observer: Observer, lease: float, *, me: str, f
                     m,
                     t.claim.get("attempt") or 0,
                 )
-        elif not b.alive(lease):
-            out[t.id] = (f"{m} silent for {b.age:.0f}s (lease {lease:g}s)", m, t.claim.get("attempt") or 0)
+        elif not liveness.alive({**b.state, "lease": None} if forced else b.state, b.age, lease):
+            held = lease if forced else max(lease, liveness.announced_lease(b.state) or 0.0)
+            why = (
+                "stopped" if b.state.get("state") == liveness.STOPPED else f"silent for {b.age:.0f}s (lease {held:g}s)"
+            )
+            out[t.id] = (f"{m} {why}", m, t.claim.get("attempt") or 0)
     return out
 
 
@@ -51,11 +60,13 @@ def reap_plan(snap: Snapshot, orphans: Mapping[str, Orphan], machine: str) -> Pl
     return p
 
 
-def reap(fleet: Fleet, lease: float, observer: Observer | None = None) -> list[tuple[str, str, str]]:
+def reap(
+    fleet: Fleet, lease: float, observer: Observer | None = None, *, forced: bool = False
+) -> list[tuple[str, str, str]]:
     """One reaping pass: hand orphaned claims back, in a commit that says why for each."""
     observer = observer or Observer(fleet)
     snap = fleet.snapshot()
-    orphans = find_orphans(snap, observer, lease, me=fleet.machine)
+    orphans = find_orphans(snap, observer, lease, me=fleet.machine, forced=forced)
     if not orphans:
         return []
     landed = transact(fleet, lambda s: reap_plan(s, orphans, fleet.machine))

@@ -101,7 +101,7 @@ def liveness(m: Metrics) -> str:
         return "never seen"
     state = m.beat.state.get("state")
     word = "online" if m.online else "offline"
-    if m.online and state and state != "running":
+    if state == "stopped" or (m.online and state and state != "running"):
         word = f"{word} ({state})"
     return f"{word} {ago(m.age)}"
 

@@ -23,8 +23,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from fleetq.core import liveness
 from fleetq.core.cas import Plan, transact
 from fleetq.core.clone import Fleet
+from fleetq.core.config import DEFAULT_SETTINGS
 from fleetq.core.matching import Seat
 from fleetq.core.passplan import pass_plan
 from fleetq.core.snapshot import Problem, Snapshot
@@ -65,6 +67,9 @@ class Worker(WorkerState):
         grace: float | None = None,
         watch: bool = True,
     ) -> None:
+        if lease is not None or heartbeat is not None:  # flags that cannot fence: refused before anything runs
+            settings = fleet.config(fleet.snapshot()).settings if lease is None else {}
+            liveness.effective(lease, heartbeat, settings, float(DEFAULT_SETTINGS["lease"]))
         opts = {"slots": slots, "poll": poll, "lease": lease, "heartbeat": heartbeat, "prefer_grace": grace}
         super().__init__(fleet, opts)
         self.once, self.burst, self.watch = once, burst, watch
@@ -92,7 +97,7 @@ class Worker(WorkerState):
             self.signals.stop()
             if self._observer_thread is not None:
                 self._observer_thread.stop()
-            self.lease.beat(force=True)
+            self.lease.goodbye()
             self._refresh_checkout(force=True)
             self._notify_last()
         log.info(

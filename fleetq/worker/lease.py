@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any
 
+from fleetq.core import liveness
 from fleetq.core.heartbeat import beat, load_metrics
 from fleetq.errors import FleetqError
 from fleetq.worker.state import WorkerState
@@ -40,7 +41,7 @@ class Lease:
         self._beat_lock = threading.Lock()  # the loop and the heartbeat thread never beat at once
 
     def _heartbeat(self) -> float:
-        return float(self.worker.setting("heartbeat") or 10)
+        return self.worker.timing().heartbeat
 
     # -- threads --
     def start(self) -> None:
@@ -66,8 +67,7 @@ class Lease:
     # -- fencing --
     def fence_after(self) -> float:
         """Seconds without a landed heartbeat after which running tasks are killed (before anyone may reap)."""
-        lease = float(self.worker.setting("lease") or 60)
-        return lease - max(2 * self._heartbeat(), lease / 4)
+        return self.worker.timing().fence_after
 
     def held(self) -> bool:
         """Whether a heartbeat landed recently enough that nobody may reap our claims yet."""
@@ -102,7 +102,17 @@ class Lease:
         finally:
             self._beat_lock.release()
 
-    def _beat_now(self) -> None:
+    def goodbye(self) -> None:
+        """The last heartbeat of a worker that exits: ``stopped`` when nothing runs here and every
+        result is delivered, so it is offline at once (else a plain beat: its claims wait a lease)."""
+        w = self.worker
+        with w.lock:
+            idle = not w.running
+        done = idle and not w.journal.pending()
+        with self._beat_lock:
+            self._beat_now(stopped=done)
+
+    def _beat_now(self, *, stopped: bool = False) -> None:
         w = self.worker
         self.seq += 1
         spec = w.cfg.machine(w.fleet.machine) if w.cfg else None
@@ -119,7 +129,8 @@ class Lease:
             ]
         info: dict[str, Any] = {
             "seq": self.seq,
-            "state": "stopping" if w.stopping else "running",
+            "state": liveness.STOPPED if stopped else "stopping" if w.stopping else "running",
+            "lease": w.timing().lease,
             "slots": int(w.setting("slots")),
             "capabilities": list(spec.capabilities) if spec else [],
             "agents": sorted(w.installed),

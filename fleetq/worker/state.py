@@ -7,16 +7,21 @@ state; :class:`fleetq.worker.daemon.Worker` extends it with the loop.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetq.core import liveness
 from fleetq.core.clone import Fleet
-from fleetq.core.config import FleetConfig
+from fleetq.core.config import DEFAULT_SETTINGS, FleetConfig
 from fleetq.core.task import Task
+from fleetq.errors import UsageError
 from fleetq.run import notify
 from fleetq.worker.journal import Journal
+
+log = logging.getLogger("fleetq.worker")
 
 
 @dataclass
@@ -54,8 +59,26 @@ class WorkerState:
         self.installed: set[str] = set()
         self.notifier = notify.Notifier(fleet)  # tells this machine's user about the tasks it created
 
+    def timing(self) -> liveness.Timing:
+        """The lease and heartbeat this worker keeps (flags first; fleet.yaml's pair when it holds).
+
+        Flags that cannot fence were refused when the worker was made; a fleet.yaml pair that
+        cannot (a hand edit) is logged once and replaced by its lease with the heartbeat following it."""
+        settings = self.cfg.settings if self.cfg else {}
+        default = float(DEFAULT_SETTINGS["lease"])
+        try:
+            return liveness.effective(self._opts.get("lease"), self._opts.get("heartbeat"), settings, default)
+        except UsageError as e:
+            if str(e) not in self.reported_bad:
+                self.reported_bad.add(str(e))
+                log.error("%s (using a heartbeat of lease / %d)", e, liveness.HEARTBEAT_SHARE)
+            return liveness.timing(float(settings.get("lease") or default))
+
     def setting(self, key: str) -> Any:
         """A flag, else the fleet config (``slots``: this machine's, 2 before the config is read)."""
+        if key in ("lease", "heartbeat"):
+            t = self.timing()
+            return t.lease if key == "lease" else t.heartbeat
         v = self._opts.get(key)
         if v is not None:
             return v

@@ -10,7 +10,7 @@ from fleetq.core.config import MachineSpec
 from fleetq.core.heartbeat import beat
 from fleetq.core.matching import Seat
 from support.fleets import Fleets
-from support.workers import add, tasks
+from support.workers import add, set_file, tasks
 
 
 def test_reap_hands_back_a_silent_machines_claims(fleets: Fleets, cli) -> None:
@@ -20,10 +20,11 @@ def test_reap_hands_back_a_silent_machines_claims(fleets: Fleets, cli) -> None:
     assert len(transitions.claim(ghost, seat, 3)) == 3
     beat(ghost, {"seq": 1, "running": []})  # one heartbeat, then silence
     # heartbeat stamps have one-second resolution: a 3 s lease leaves room for a slow test machine
-    res = cli("--fleet", fleets.first.root, "reap", "--lease", "3")
+    set_file(fleets.first, "config/fleet.yaml", "lease: 3\n")
+    res = cli("--fleet", fleets.first.root, "reap")
     assert res.code == 0 and "no orphaned claims" in res.out  # just beat: alive
     time.sleep(3.5)
-    res = cli("--fleet", fleets.first.root, "reap", "--lease", "3", "--json")
+    res = cli("--fleet", fleets.first.root, "reap", "--json")
     moves = {m["id"]: m["to"] for m in json.loads(res.out)}
     assert moves == {"z000": "failed", "z001": "failed", "y000": "pending"}  # y has attempts left
     t = fleets.first.snapshot().get("y000")
@@ -34,9 +35,10 @@ def test_reap_orphans_claims_of_a_machine_that_never_beat(fleets: Fleets, cli) -
     ghost = fleets.clone("neverbeat")
     add(fleets.first, tasks(1, "n"))
     transitions.claim(ghost, Seat(MachineSpec("neverbeat", capabilities=["run_script"])), 1)
-    assert "no orphaned claims" in cli("--fleet", fleets.first.root, "reap", "--lease", "1").out  # first sighting
+    set_file(fleets.first, "config/fleet.yaml", "lease: 1\n")
+    assert "no orphaned claims" in cli("--fleet", fleets.first.root, "reap").out  # first sighting
     time.sleep(1.3)
-    res = cli("--fleet", fleets.first.root, "reap", "--lease", "1")
+    res = cli("--fleet", fleets.first.root, "reap")
     assert "n000: claimed -> pending" in res.out
 
 

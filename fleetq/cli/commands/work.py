@@ -10,7 +10,7 @@ import click
 from fleetq.cli import output
 from fleetq.cli.context import AppContext, pass_app
 from fleetq.core import reaper
-from fleetq.errors import NotFound
+from fleetq.errors import NotFound, UsageError
 from fleetq.worker.daemon import Worker
 
 
@@ -54,13 +54,20 @@ def work(
 @click.option(
     "--lease", type=click.FloatRange(1), metavar="SECONDS", help="Silence that orphans a claim (default: fleet config)."
 )
+@click.option("--force", is_flag=True, help="Use a --lease shorter than the fleet's and the workers' own.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
-def reap(app: AppContext, lease: float | None, as_json: bool) -> None:
+def reap(app: AppContext, lease: float | None, force: bool, as_json: bool) -> None:
     """Hand orphaned claims (their machine stopped beating) back to pending, or to failed when attempts are spent."""
     fleet = app.fleet()
     snap = fleet.snapshot()
-    moves = reaper.reap(fleet, lease if lease is not None else float(fleet.config(snap).get("lease")))
+    fleet_lease = float(fleet.config(snap).get("lease"))
+    if lease is not None and lease < fleet_lease and not force:
+        raise UsageError(
+            f"--lease {lease:g} is shorter than the fleet's lease ({fleet_lease:g}s): it could take a live worker's "
+            "claim before that worker's fence stops the run; pass --force to insist"
+        )
+    moves = reaper.reap(fleet, lease if lease is not None else fleet_lease, forced=force)
     output.emit_moves(moves, as_json, nothing="no orphaned claims")
 
 
