@@ -108,6 +108,9 @@ def test_exec_streams_output_exit_code_and_reuses_the_master(fleet, cli) -> None
     # This machine runs it here, without SSH.
     res = cli("--fleet", root, "exec", "alpha", "echo", "local:$FLEETQ_SSH_DIR")
     assert res.code == 0 and "local:" in res.out
+    res = cli("--fleet", root, "exec", "b", "--", "echo", "hi", "--", "-n")  # only the first "--" is fleetq's
+    assert res.code == 0 and res.out.startswith("hi -- -n"), (res.out, res.err)
+    assert cli("--fleet", root, "exec", "b", "--").code == 2
 
 
 def test_unreachable_host_is_named_with_the_next_best(fleet, cli) -> None:

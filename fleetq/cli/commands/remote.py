@@ -12,7 +12,7 @@ from fleetq.cli import output
 from fleetq.cli.context import AppContext, pass_app
 from fleetq.core.clone import Fleet
 from fleetq.core.config import FleetConfig
-from fleetq.errors import Reported
+from fleetq.errors import Reported, UsageError
 from fleetq.fleet import remote as fleet_remote
 from fleetq.fleet.parallel import TIMED_OUT
 from fleetq.fleet.placement import Need, Placer
@@ -129,6 +129,10 @@ def sync(
 @pass_app
 def exec_(app: AppContext, fallback: bool, timeout: float | None, host: str, command: tuple[str, ...]) -> None:
     """Run COMMAND on machine HOST over SSH (locally for this machine); output streams; exits with its code."""
+    if command[0] == "--":  # `exec HOST -- CMD`: the "--" ends fleetq's options, it is not part of CMD
+        command = command[1:]
+    if not command:
+        raise UsageError("exec: no command after --")
     fleet = app.fleet()
     cfg = _config(fleet)
     opts = fleet_remote.ssh_options(cfg)
