@@ -325,7 +325,11 @@ def handback_plan(
 
 def archive(fleet: Fleet, before: str) -> list[str]:
     """Remove done/ day shards older than ``before`` (YYYY-MM-DD) from the tree; history keeps them."""
-    if not states.DAY_RE.match(before):
+    try:
+        ok = bool(states.DAY_RE.match(before)) and dt.date.fromisoformat(before) is not None
+    except ValueError:
+        ok = False
+    if not ok:
         raise UsageError(f"--before takes a date YYYY-MM-DD, not '{before}'")
 
     def plan(snap: Snapshot) -> Plan | None:

@@ -208,6 +208,8 @@ def test_archive_keeps_history(fleets: Fleets, cli) -> None:
     transitions.claim(f, seat, 1)
     transitions.complete(f, [transitions.Completion(tid, 1, "done", {"exit_code": 0})])
     assert _ids(cli, f.root, "--status", "done") == [tid]
+    res = cli("--fleet", f.root, "archive", "--before", "2026-13-01")  # no such day: refused, not "nothing"
+    assert res.code == 2 and "--before takes a date YYYY-MM-DD" in res.err
     res = cli("--fleet", f.root, "archive", "--before", "2999-01-01")
     assert res.code == 0 and "archived 1 day" in res.out
     assert _ids(cli, f.root, "--status", "done") == []

@@ -100,6 +100,11 @@ def test_confirm_prompt_can_decline(fleet, cli, monkeypatch: pytest.MonkeyPatch)
     assert res.code == 0
     tid = res.out.strip().splitlines()[-1].split()[-1]
     assert fleet.snapshot().get(tid).target == "box"
+    queued = set(fleet.snapshot().all_refs())
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # off a terminal, nothing to read: say so, queue nothing
+    res = cli("--fleet", fleet.root, "assign", "tidy the readme", "--machine", "auto")
+    assert res.code == 2 and "stdin is not a terminal: pass --yes" in res.err and "aborted" not in res.err
+    assert set(fleet.snapshot().all_refs()) == queued
 
 
 def test_router_agent_recommends_and_bad_answers_fall_back(

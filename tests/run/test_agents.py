@@ -350,6 +350,12 @@ def test_cli_test(cli) -> None:
     r = cli("test", "claude", FAKE_AGENT_EXIT="1")
     assert r.code == 1 and "FAIL" in r.out
     assert cli("test", "nosuch").code != 0
+    long = "x" * 300  # --json keeps the whole reply (the table shows a preview)
+    r = cli("test", "claude", "--json", FAKE_AGENT_REPLY=long)
+    assert json.loads(r.out)["agents"][0]["detail"] == f"unexpected reply: {long}"
+    r = cli("test", "claude", "--json", FAKE_AGENT_LOGGED_OUT="1")  # `claude auth status` says not logged in
+    doc = json.loads(r.out)["agents"][0]
+    assert r.code == 1 and doc["status"] == "not installed" and "claude /login" in doc["detail"], doc
 
 
 def test_module_exports() -> None:

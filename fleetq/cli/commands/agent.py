@@ -102,7 +102,7 @@ def _smoke(name: str, agents: dict, cwd: Path, timeout: float) -> dict:
         "agent": name,
         "status": status,
         "seconds": round(res.duration, 1),
-        "detail": output.preview(detail, 70),
+        "detail": detail,
         "model": res.extra.get("model"),
         "cost_usd": res.extra.get("cost_usd"),
     }
@@ -125,7 +125,7 @@ def test(agent: str | None, timeout: float, as_json: bool) -> None:
         output.emit_json({"agents": rows, "seconds": round(time.monotonic() - started, 1)})
     else:
         output.emit_table(
-            [[r["agent"], r["status"], r["seconds"], r["detail"]] for r in rows],
+            [[r["agent"], r["status"], r["seconds"], output.preview(r["detail"], 70)] for r in rows],
             ["agent", "status", "seconds", "reply / error"],
         )
     failed = any(r["status"] == "FAIL" for r in rows) or (agent and rows[0]["status"] != "pass")

@@ -12,10 +12,20 @@ from fleetq.cli.context import AppContext, pass_app
 from fleetq.core import submit, transitions
 from fleetq.core.clone import Fleet
 from fleetq.core.snapshot import Snapshot
-from fleetq.errors import Reported
+from fleetq.errors import Reported, UsageError
 from fleetq.fleet import remote, routing
 from fleetq.fleet.view import open_view
 from fleetq.layout import TRACKING
+
+
+def _confirm(as_json: bool) -> bool:
+    """`Confirm? [Y/n]`; no answer to read (stdin is not a terminal and at its end) is a usage error."""
+    try:
+        return click.confirm("Confirm?", default=True, err=as_json)
+    except click.exceptions.Abort:
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise UsageError("assign --machine auto asks to confirm and stdin is not a terminal: pass --yes") from None
+        raise
 
 
 def _route(
@@ -31,7 +41,7 @@ def _route(
     width = max(len(k) for k, _ in pairs)
     for k, v in pairs:
         say(f"{k.ljust(width)}  {v}")
-    if not yes and not click.confirm("Confirm?", default=True, err=as_json):
+    if not yes and not _confirm(as_json):
         say("not queued")
         raise Reported(1)
     return routing.applied(req, r), view.snap, r
