@@ -26,6 +26,9 @@ class Seat:
     spec: MachineSpec
     agents: set[str] | None = None  # installed agents; None = trust machines.yaml
     first_seen: dict[str, dt.datetime] = field(default_factory=dict)  # task id -> when this machine first saw it
+    # task id -> the machine whose live heartbeat still lists a run of it (a cancel, then a re-queue, while
+    # that run is being stopped): not claimable until it is gone, so two runs never overlap
+    running_elsewhere: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> set[str]:
@@ -38,6 +41,8 @@ class Seat:
 def blocker(task: Task, seat: Seat, snap: Snapshot, now: dt.datetime, grace: float) -> str | None:
     """Why ``seat`` may not run ``task`` now (None: it may)."""
     spec = seat.spec
+    if task.id in seat.running_elsewhere:
+        return f"a run of it is still stopping on {seat.running_elsewhere[task.id]}"
     if task.target and task.target not in seat.names:
         return f"pinned to {task.target}"
     if not spec.can_run(task.type):

@@ -262,7 +262,9 @@ def resolve(
         text = f"resolved {t.state} -> {to}" + (f": {notes}" if notes else "")
         fields["notes"] = _note(t, text, fleet.machine, now)
         if to == PENDING:
-            fields.update({"claim": None, "not_before": None, "attempts": 0})
+            # A fresh budget, but the attempt count (the claim's fencing token) never goes back: a run of
+            # the old attempt that is still being stopped must not pass for the next one.
+            fields.update({"claim": None, "not_before": None, "max_attempts": t.attempts + t.max_attempts})
         return to, fields
 
     pick = (lambda snap: snap.tasks([NEEDS_HUMAN])) if all_waiting else None

@@ -203,7 +203,12 @@ class Worker(WorkerState):
             return False
         with self.lock:
             nothing_running = not self.running
-        seat = Seat(cfg.machine(fleet.machine), agents=self.runner.usable_agents(), first_seen=self.heads.first_seen)
+        seat = Seat(
+            cfg.machine(fleet.machine),
+            agents=self.runner.usable_agents(),
+            first_seen=self.heads.first_seen,
+            running_elsewhere=self.heads.running_elsewhere() if free else {},
+        )
         grace = float(self.setting("prefer_grace")) if free else 0.0
         problems: list[Problem] = []
 

@@ -144,6 +144,16 @@ class HeadCache:
                 found[t.id] = ("its worker restarted", me, t.claim.get("attempt") or 0)
         return found
 
+    def running_elsewhere(self) -> dict[str, str]:
+        """Task id -> machine, for every run another machine's live heartbeat still lists."""
+        w = self.worker
+        lease = float(w.setting("lease"))
+        out: dict[str, str] = {}
+        for name, b in self.observer.read(fetch=False).items():
+            if name != w.fleet.machine and b.alive(lease):
+                out.update({tid: name for tid in b.running if tid})
+        return out
+
     def handbacks(self) -> dict[str, tuple[str | None, int | None]]:
         """Runs killed to be handed back (shutdown, fencing) whose threads have ended."""
         w = self.worker

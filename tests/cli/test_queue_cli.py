@@ -143,7 +143,8 @@ def test_resolve_cancel_review_failures_log(fleets: Fleets, cli) -> None:
     assert tid in res.out and f"fleetq resolve {tid} pending" in res.out
     assert cli("--fleet", root, "resolve", tid, "pending").code == 0
     shown = json.loads(cli("--fleet", root, "show", tid, "--json").out)
-    assert shown["state"] == "pending" and shown["attempts"] == 0
+    # re-queued with a fresh budget; the attempt count (the fencing token) never goes back
+    assert shown["state"] == "pending" and shown["attempts"] == 1 and shown["max_attempts"] == 1 + 3
     assert any("handled" in n["text"] for n in shown["notes"])
     assert cli("--fleet", root, "cancel", tid).out.strip() == f"{tid}: pending -> failed"
     res = cli("--fleet", root, "cancel", tid)

@@ -92,3 +92,37 @@ def test_a_heartbeat_flag_is_checked_against_the_fleets_lease(fleets: Fleets) ->
     w = Worker(fleets.first, heartbeat=20, once=True, watch=False)  # 20 s fits a 120 s lease
     w.cfg = fleets.first.config(fleets.first.snapshot())
     assert (w.setting("lease"), w.setting("heartbeat")) == (120.0, 20.0)
+
+
+def test_a_requeued_task_gets_a_new_attempt_and_waits_for_the_old_run_to_stop(fleets: Fleets) -> None:
+    """cancel, then `resolve pending`, used to reset attempts: the next claim reused the fencing token of the
+    run still being stopped, and both ran at once. Now the count never goes back, and no worker claims a
+    task that another machine's live heartbeat still lists as running."""
+    from fleetq.core.heartbeat import Observer
+    from fleetq.core.transitions import cancel, claim_plan, resolve
+    from fleetq.worker.daemon import Worker
+
+    a = fleets.clone("a")
+    add(fleets.first, tasks(1, "q", max_attempts=3))
+    [first] = transitions.claim(a, Seat(MachineSpec("a", capabilities=["run_script"])), 1)
+    assert first.claim["attempt"] == 1
+    beat(a, {"seq": 1, "running": [{"id": "q000", "attempt": 1}], "lease": 60})  # a still stops its run
+    cancel(fleets.first, ["q000"])
+    resolve(fleets.first, ["q000"], "pending")
+    t = fleets.first.snapshot().get("q000")
+    assert t.state == "pending" and t.attempts == 1 and t.max_attempts == 4  # a fresh budget, the count kept
+
+    w = Worker(fleets.first, once=True, watch=False)
+    w.cfg = fleets.first.config(fleets.first.snapshot())
+    Observer(fleets.first).read()  # fetch the heartbeats
+    elsewhere = w.heads.running_elsewhere()
+    assert elsewhere == {"q000": "a"}
+    seat = Seat(MachineSpec("alpha", capabilities=["run_script"]), running_elsewhere=elsewhere)
+    now = transitions.now_utc()
+    snap = fleets.first.snapshot()
+    assert claim_plan(snap, seat, 1, now=now, grace=0, machine="alpha") is None
+    beat(a, {"seq": 2, "running": [], "lease": 60})  # the old run is gone
+    Observer(fleets.first).read()
+    assert w.heads.running_elsewhere() == {}
+    [second] = transitions.claim(fleets.first, Seat(MachineSpec("alpha", capabilities=["run_script"])), 1)
+    assert second.claim["attempt"] == 2  # a new fencing token: the old run's result cannot land on it
