@@ -58,6 +58,7 @@ def beat(fleet: Fleet, info: dict[str, Any]) -> str:
         "time": fmt_time(now_utc()),
         "version": fleetq.__version__,
         "host": socket.gethostname(),
+        "clone": str(fleet.root),
         "pid": os.getpid(),
         **info,
     }

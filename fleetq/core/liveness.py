@@ -80,3 +80,16 @@ def alive(state: dict[str, Any], age: float, lease: float) -> bool:
     if state.get("state") == STOPPED:
         return False
     return age <= max(lease, announced_lease(state) or 0.0)
+
+
+def identity_clash(state: dict[str, Any], age: float, lease: float, *, host: str, clone: str) -> str | None:
+    """Why this machine name is taken: its live heartbeat comes from another host or clone (None: it is ours)."""
+    if not alive(state, age, lease):
+        return None
+    theirs = (str(state.get("host") or "?"), str(state.get("clone") or "?"))
+    if theirs == (host, clone) or (theirs[0] == host and state.get("clone") is None):
+        return None
+    return (
+        f"{state.get('machine') or 'this machine name'} is live on {theirs[0]} ({theirs[1]}), heartbeat {age:.0f}s "
+        "ago: pick another --machine name, or pass --force if that machine really moved here"
+    )

@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
 from fleetq import yamlio
-from fleetq.core import states
+from fleetq.core import liveness, states
 from fleetq.core.cas import Plan, transact
 from fleetq.core.clone import MARKER, Fleet, machine_name, set_default_fleet, user_data_dir
 from fleetq.core.config import GENERIC_TYPES, MACHINES, local_os
+from fleetq.core.heartbeat import Observer
 from fleetq.core.snapshot import Snapshot
-from fleetq.errors import FleetqError, UsageError
+from fleetq.errors import Conflict, FleetqError, UsageError
 from fleetq.git.repo import GitRepo, checkout_tracking, init_bare, init_clone
 from fleetq.layout import TRACKING, product_root
 
@@ -133,8 +135,10 @@ def init(path: Path, remote: str | None = None, machine: str | None = None) -> t
     return fleet, remote
 
 
-def join(url: str, path: Path, machine: str | None = None) -> Fleet:
-    """Clone an existing fleet and register this machine in config/machines.yaml."""
+def join(url: str, path: Path, machine: str | None = None, *, force: bool = False) -> Fleet:
+    """Clone an existing fleet and register this machine in config/machines.yaml.
+
+    A name whose worker is live elsewhere is refused (``force``: the machine really moved here)."""
     path = path.expanduser()
     _empty_target(path)
     repo = init_clone(path, url)
@@ -146,6 +150,13 @@ def join(url: str, path: Path, machine: str | None = None) -> Fleet:
         shutil.rmtree(path, ignore_errors=True)
         raise
     fleet = _finish(path, machine_name(machine, None))
+    if not force:
+        b = Observer(fleet).read(fetch=True).get(fleet.machine)
+        lease = float(fleet.config(fleet.snapshot()).get("lease"))
+        clash = b and liveness.identity_clash(b.state, b.age, lease, host=socket.gethostname(), clone=str(fleet.root))
+        if clash:
+            shutil.rmtree(path, ignore_errors=True)
+            raise Conflict(clash)
     transact(fleet, _register_plan(fleet.machine))
     fleet.refresh_checkout()
     return fleet

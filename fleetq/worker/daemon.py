@@ -20,13 +20,17 @@ tasks, then exits; the second kills them and hands them back.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from typing import TYPE_CHECKING
+
+from filelock import FileLock, Timeout
 
 from fleetq.core import liveness
 from fleetq.core.cas import Plan, transact
 from fleetq.core.clone import Fleet
 from fleetq.core.config import DEFAULT_SETTINGS
+from fleetq.core.heartbeat import Observer
 from fleetq.core.matching import Seat
 from fleetq.core.passplan import pass_plan
 from fleetq.core.snapshot import Problem, Snapshot
@@ -66,13 +70,14 @@ class Worker(WorkerState):
         heartbeat: float | None = None,
         grace: float | None = None,
         watch: bool = True,
+        force: bool = False,
     ) -> None:
         if lease is not None or heartbeat is not None:  # flags that cannot fence: refused before anything runs
             settings = fleet.config(fleet.snapshot()).settings if lease is None else {}
             liveness.effective(lease, heartbeat, settings, float(DEFAULT_SETTINGS["lease"]))
         opts = {"slots": slots, "poll": poll, "lease": lease, "heartbeat": heartbeat, "prefer_grace": grace}
         super().__init__(fleet, opts)
-        self.once, self.burst, self.watch = once, burst, watch
+        self.once, self.burst, self.watch, self.force = once, burst, watch, force
         self.last_checkout = 0.0
         self._observer_thread: BaseObserver | None = None
         self._busy_recently = True
@@ -87,6 +92,41 @@ class Worker(WorkerState):
 
     # -- lifecycle --
     def run(self) -> int:
+        lock = self._one_per_clone()
+        try:
+            self._check_identity()
+            return self._run()
+        finally:
+            lock.release()
+
+    def _one_per_clone(self) -> FileLock:
+        """One worker per clone: a second one would hand back the first one's running tasks as orphans."""
+        lock = FileLock(str(self.fleet.state_dir / "worker.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            msg = f"another `fleetq work` runs in this clone ({self.fleet.root}); one clone runs one worker"
+            raise Conflict(msg) from None
+        return lock
+
+    def _check_identity(self) -> None:
+        """Refuse a machine name whose live heartbeat comes from another host or clone (unless forced)."""
+        if self.force:
+            return
+        try:
+            beats = Observer(self.fleet).read(fetch=True)
+        except FleetqError as e:
+            log.warning("cannot check that %s is not live elsewhere: %s", self.fleet.machine, e)
+            return
+        b = beats.get(self.fleet.machine)
+        if b is not None:
+            clash = liveness.identity_clash(
+                b.state, b.age, self.timing().lease, host=socket.gethostname(), clone=str(self.fleet.root)
+            )
+            if clash:
+                raise Conflict(clash)
+
+    def _run(self) -> int:
         if self.signals.install():
             self.signals.start()
         self._start_watch()

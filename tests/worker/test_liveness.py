@@ -126,3 +126,27 @@ def test_a_requeued_task_gets_a_new_attempt_and_waits_for_the_old_run_to_stop(fl
     assert w.heads.running_elsewhere() == {}
     [second] = transitions.claim(fleets.first, Seat(MachineSpec("alpha", capabilities=["run_script"])), 1)
     assert second.claim["attempt"] == 2  # a new fencing token: the old run's result cannot land on it
+
+
+def test_one_identity_per_machine_and_one_worker_per_clone(fleets: Fleets, cli, tmp_path) -> None:
+    """A second worker calling itself mini (from another clone), a `join --machine mini` while mini is live,
+    and a second `fleetq work` in the same clone are refused in one line; --force takes a name over."""
+    from support.workers import WorkerProc, wait_for
+
+    mini = fleets.clone("mini")
+    add(fleets.first, tasks(1, "i"))
+    w = WorkerProc(mini)
+    try:
+        wait_for(lambda: "mini" in json.dumps(json.loads(cli("--fleet", fleets.first.root, "status", "--json").out)),
+                 30, what="mini's first heartbeat")  # fmt: skip
+        wait_for(lambda: states_of(fleets.first)["i000"] == "done", 30, what="mini to run a task")
+        twin = run_fleetq("--fleet", str(fleets.first.root), "--machine", "mini", "work", "--once", timeout=60)
+        assert twin.returncode == 4 and "mini is live on" in twin.stderr and "--force" in twin.stderr, twin.stderr
+        same = run_fleetq("--fleet", str(mini.root), "work", "--once", timeout=60)
+        assert same.returncode == 4 and "one clone runs one worker" in same.stderr, same.stderr
+        res = cli("join", fleets.remote, str(tmp_path / "mini-again"), "--machine", "mini")
+        assert res.code == 4 and "mini is live on" in res.err and not (tmp_path / "mini-again").exists()
+        res = cli("join", fleets.remote, str(tmp_path / "mini-moved"), "--machine", "mini", "--force")
+        assert res.code == 0, res.err
+    finally:
+        w.stop()

@@ -42,10 +42,11 @@ def init(app: AppContext, directory: Path, remote: str | None, machine: str | No
 @click.argument("url")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--machine", "machine", metavar="NAME", help="This machine's name in the fleet.")
+@click.option("--force", is_flag=True, help="Take the name even though a worker of that name is live elsewhere.")
 @pass_app
-def join(app: AppContext, url: str, directory: Path, machine: str | None) -> None:
+def join(app: AppContext, url: str, directory: Path, machine: str | None, force: bool) -> None:
     """Clone the fleet at URL into DIRECTORY and register this machine."""
-    fleet = initfleet.join(url, directory, machine or app.machine)
+    fleet = initfleet.join(url, directory, machine or app.machine, force=force)
     output.info(f"joined {url} at {fleet.root} as {fleet.machine}")
 
 

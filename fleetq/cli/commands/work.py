@@ -27,6 +27,7 @@ from fleetq.worker.daemon import Worker
     "--grace", type=click.FloatRange(0), metavar="SECONDS", help="How long a `prefer`red task waits for its machine."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--force", is_flag=True, help="Run even though this machine name is live from another host or clone.")
 @pass_app
 def work(
     app: AppContext,
@@ -38,6 +39,7 @@ def work(
     heartbeat: float | None,
     grace: float | None,
     quiet: bool,
+    force: bool,
 ) -> None:
     """Run tasks from the queue on this machine. SIGTERM/Ctrl-C: finish running tasks; twice: hand them back."""
     logging.basicConfig(
@@ -47,7 +49,18 @@ def work(
         datefmt="%H:%M:%S",
     )
     fleet = app.fleet()
-    Worker(fleet, slots=slots, poll=poll, lease=lease, once=once, burst=burst, heartbeat=heartbeat, grace=grace).run()
+    worker = Worker(
+        fleet,
+        slots=slots,
+        poll=poll,
+        lease=lease,
+        once=once,
+        burst=burst,
+        heartbeat=heartbeat,
+        grace=grace,
+        force=force,
+    )
+    worker.run()
 
 
 @click.command()
