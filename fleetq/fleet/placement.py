@@ -285,13 +285,15 @@ class Placer:
             return Ranking(fresh + rest, excluded, "score", why, self.weights)
         if not eligible:
             return Ranking([], excluded, "none", self._none_why(need, excluded), self.weights)
-        ordered = self._round_robin(eligible)
-        first = ordered[0]
-        why = "no fresh load metrics on any eligible machine: round-robin"
+        live = [c for c in eligible if c.m.online]
+        if not live:  # a pin to a machine nobody works on would wait forever
+            names = ", ".join(c.name for c in eligible)
+            why = f"no live worker on any eligible machine ({names}): start `fleetq work` on one, or name it"
+            return Ranking([], excluded + eligible, "none", why, self.weights)
+        ordered = self._round_robin(live) + [c for c in eligible if not c.m.online]
+        why = "no fresh load metrics on any eligible machine: round-robin among those with a live worker"
         last = self._cursor()
         why += f" (next after {last})" if last else ""
-        if not first.m.online:
-            why += f"; {first.name} has no live worker: the task waits until one runs there"
         return Ranking(ordered, excluded, "round-robin", why, self.weights)
 
     def pick(self, need: Need | None = None, *, exclude: Iterable[str] = ()) -> Ranking:
