@@ -12,12 +12,14 @@ import datetime as dt
 import logging
 import time
 
+from fleetq import yamlio
 from fleetq.core import states
 from fleetq.core.config import FleetConfig
 from fleetq.core.heartbeat import Observer
 from fleetq.core.reaper import find_orphans
 from fleetq.core.snapshot import Snapshot
 from fleetq.core.states import CLAIMED
+from fleetq.core.task import fmt_time, parse_time
 from fleetq.errors import FleetqError
 from fleetq.layout import TRACKING
 from fleetq.run import notify
@@ -34,7 +36,9 @@ class HeadCache:
     def __init__(self, worker: WorkerState) -> None:
         self.worker = worker
         self.observer = Observer(worker.fleet)
-        self.first_seen: dict[str, dt.datetime] = {}  # task id -> when this machine first saw it pending
+        # task id -> when this machine first saw it pending; on disk, so `work --once` from cron keeps it
+        self.sightings_path = worker.fleet.state_dir / "sightings.yaml"
+        self.first_seen: dict[str, dt.datetime] = self._load_sightings()
         self.last_reap = 0.0
         self._tree: tuple[str, ...] | None = None
 
@@ -100,11 +104,32 @@ class HeadCache:
     def note_sightings(self, snap: Snapshot, now: dt.datetime) -> None:
         """When this machine first saw each pending task (prefer's grace runs on our own clock)."""
         pending = {r.id for r in snap.refs(states.PENDING)}
+        before = set(self.first_seen)
         for tid in pending:
             self.first_seen.setdefault(tid, now)
         for tid in list(self.first_seen):
             if tid not in pending:
                 del self.first_seen[tid]
+        if set(self.first_seen) != before:
+            try:
+                yamlio.write_file(self.sightings_path, {k: fmt_time(v) for k, v in sorted(self.first_seen.items())})
+            except (OSError, FleetqError) as e:
+                log.warning("cannot keep first sightings in %s: %s", self.sightings_path, e)
+
+    def _load_sightings(self) -> dict[str, dt.datetime]:
+        try:
+            data = yamlio.read_file(self.sightings_path)
+        except FleetqError:
+            return {}
+        out: dict[str, dt.datetime] = {}
+        for k, v in (data if isinstance(data, dict) else {}).items():
+            try:
+                when = parse_time(v)
+            except (TypeError, ValueError):
+                when = None
+            if isinstance(k, str) and when is not None:
+                out[k] = when
+        return out
 
     def check_running(self, snap: Snapshot) -> None:
         """A task moved out of claimed (cancel, resolve, reap) while it runs is killed here."""

@@ -150,3 +150,17 @@ def test_one_identity_per_machine_and_one_worker_per_clone(fleets: Fleets, cli, 
         assert res.code == 0, res.err
     finally:
         w.stop()
+
+
+def test_work_once_passes_from_cron_let_a_preferred_task_overflow_after_the_grace(fleets: Fleets) -> None:
+    """The grace of a `prefer`red task counts from this machine's first sighting. Kept in memory, each
+    `work --once` (a new process, as from cron) saw it for the first time and never let it overflow."""
+    root = str(fleets.first.root)
+    set_file(fleets.first, "config/fleet.yaml", "prefer_grace: 2\n")
+    add(fleets.first, [{**tasks(1, "p")[0], "prefer": "mini"}])
+    once = ["--fleet", root, "work", "--once", "--poll", "0.2"]
+    assert run_fleetq(*once, timeout=60).returncode == 0
+    assert states_of(fleets.first)["p000"] == "pending"  # within the grace: left for mini
+    time.sleep(2.5)
+    assert run_fleetq(*once, timeout=60).returncode == 0
+    assert states_of(fleets.first)["p000"] == "done"  # the grace ran out across passes: alpha took it
