@@ -31,7 +31,9 @@ class InvalidTask(FleetqError):
 
 
 class NotFound(FleetqError):
-    """No task, machine or fleet by that name."""
+    """No task, machine or fleet by that name: bad input, like a usage error."""
+
+    exit_code = 2
 
 
 class Ambiguous(UsageError):

@@ -86,7 +86,7 @@ def test_assign_checks_machine_capability_and_agent(fleets: Fleets, cli) -> None
     res = cli("--fleet", root, "assign", "build ios", "--machine", "alpha", "--type", "ios_build")
     assert res.code == 1 and "cannot run ios_build" in res.err
     res = cli("--fleet", root, "assign", "x", "--machine", "nosuch")
-    assert res.code == 1 and "unknown machine 'nosuch'" in res.err
+    assert res.code == 2 and "unknown machine 'nosuch'" in res.err
     res = cli("--fleet", root, "assign", "write code", "--machine", "alpha", "--agent", "nosuchagent")
     assert res.code == 0  # warn only
     res2 = cli("--fleet", root, "show", res.out.strip(), "--json")
@@ -123,7 +123,7 @@ def test_newest_first_and_id_prefix(fleets: Fleets, cli) -> None:
     res = cli("--fleet", root, "show", "../etc/passwd")
     assert res.code == 2 and "not a task id" in res.err
     res = cli("--fleet", root, "show", "zzz")
-    assert res.code == 1 and "no task" in res.err
+    assert res.code == 2 and "no task" in res.err
 
 
 def test_resolve_cancel_review_failures_log(fleets: Fleets, cli) -> None:

@@ -71,4 +71,4 @@ def test_parallel_needs_machines_and_capable_targets(fleets: Fleets, cli) -> Non
     assert res.code == 2 and "mac cannot run run_script" in res.err
     res = cli("--fleet", root, "parallel", "true", "--all")  # nothing online: queued anyway, and said so
     assert res.code == 0 and "no worker online on a" in res.out and "fleetq wait p" in res.out
-    assert cli("--fleet", root, "wait", "nosuch").code == 1
+    assert cli("--fleet", root, "wait", "nosuch").code == 2

@@ -83,7 +83,7 @@ def test_skills_add_keeps_comments_and_pushes(fleet, cli) -> None:
         line.split("#")[0].strip() == "capabilities: [agent_run, run_script, swiftlint]"
         and "# flow style, kept" in line
     )
-    assert cli("--fleet", root, "skills", "add", "nosuch", "python").code == 1
+    assert cli("--fleet", root, "skills", "add", "nosuch", "python").code == 2
 
 
 def test_skills_create_scaffolds_a_working_handler(fleet, cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

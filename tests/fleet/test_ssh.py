@@ -121,7 +121,7 @@ def test_unreachable_host_is_named_with_the_next_best(fleet, cli) -> None:
     assert "next best host: b (load score 0.07); add --fallback to use it" in res.err
     res = cli("--fleet", root, "exec", "--fallback", "down", "echo", "ran-on-b")
     assert res.code == 0 and "falling back to b" in res.err and "ran-on-b" in res.out
-    assert cli("--fleet", root, "exec", "nosuch", "true").code == 1
+    assert cli("--fleet", root, "exec", "nosuch", "true").code == 2
 
 
 def test_sync_mirrors_with_excludes_and_reports(fleet, cli, tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_work_once_and_logs(fleets: Fleets, cli) -> None:
     assert res.code == 0 and "out-1" in res.out and "err" in res.out
     other = fleets.clone("other")
     res = cli("--fleet", other.root, "logs", tid)
-    assert res.code == 1 and "it ran on alpha" in res.err
+    assert res.code == 2 and "it ran on alpha" in res.err
 
 
 def test_schedule_add_list_rm(fleets: Fleets, cli) -> None:
