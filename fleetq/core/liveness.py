@@ -58,8 +58,8 @@ def effective(
     """A worker's timing: its flags first, then the fleet's settings (``config/fleet.yaml``).
 
     A heartbeat from fleet.yaml goes with fleet.yaml's lease: a ``--lease`` flag alone gets the
-    heartbeat that follows it. Flags that contradict each other are refused; fleet.yaml's
-    pair too (``fleetq validate`` reports it)."""
+    heartbeat that follows it. A pair that cannot fence is a UsageError, wherever it comes from
+    (the worker refuses bad flags at start, and falls back to ``lease / 6`` for a bad fleet.yaml)."""
     if lease_flag is not None:
         return timing(lease_flag, heartbeat_flag, where="--lease/--heartbeat: ")
     lease = float(settings.get("lease") or default_lease)
