@@ -83,6 +83,8 @@ def _brief(e: Exception) -> str:
 
 def _load(loader: YAML, data: bytes | str, where: str) -> Any:
     text = _text(data, where)
+    if "\ufeff" in text[1:]:  # a BOM past the start reads one way now and another once the file is re-rendered
+        raise YamlError(f"{where}: a byte-order mark (U+FEFF) after the start of the file")
     _check_aliases(text, where)
     try:
         with _LOCK:

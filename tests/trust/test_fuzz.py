@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fleetq import yamlio
@@ -78,6 +78,7 @@ def test_parse_arbitrary_bytes(raw: bytes) -> None:
 
 @FUZZ
 @given(st.lists(st.sampled_from(YAML_CHARS), max_size=80).map("".join))
+@example("\ufeff#")  # found by a CI-like run: a BOM mid-file parsed, then its re-rendering did not
 def test_parse_yaml_shaped_text(text: str) -> None:
     t = _parse(("id: x\n" + text).encode("utf-8", "surrogatepass"))
     if t is not None:
