@@ -75,11 +75,12 @@ def announced_lease(state: dict[str, Any]) -> float | None:
     return None
 
 
-def alive(state: dict[str, Any], age: float, lease: float) -> bool:
-    """Whether a worker whose heartbeat ``state`` is ``age`` seconds old still holds its lease."""
+def alive(state: dict[str, Any], age: float, lease: float, *, own_lease: bool = True) -> bool:
+    """Whether a worker whose heartbeat ``state`` is ``age`` seconds old still holds its lease
+    (the longer of ``lease`` and the one it announces, unless not ``own_lease``: `reap --force`)."""
     if state.get("state") == STOPPED:
         return False
-    return age <= max(lease, announced_lease(state) or 0.0)
+    return age <= max(lease, (announced_lease(state) or 0.0) if own_lease else 0.0)
 
 
 def identity_clash(state: dict[str, Any], age: float, lease: float, *, host: str, clone: str) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from fleetq.core import liveness
 from fleetq.core.cas import Plan, transact
 from fleetq.core.clone import Fleet
-from fleetq.core.heartbeat import Observer
+from fleetq.core.heartbeat import Beat, Observer
 from fleetq.core.snapshot import Snapshot
 from fleetq.core.states import CLAIMED
 from fleetq.core.task import now_utc
@@ -19,14 +19,22 @@ Orphan = tuple[str, str, int]
 
 
 def find_orphans(
-    snap: Snapshot, observer: Observer, lease: float, *, me: str, fetch: bool = True, forced: bool = False
+    snap: Snapshot,
+    observer: Observer,
+    lease: float,
+    *,
+    me: str,
+    fetch: bool = True,
+    forced: bool = False,
+    beats: Mapping[str, Beat] | None = None,
 ) -> dict[str, Orphan]:
     """task id -> (why, machine, attempt) of each orphaned claim.
 
     A worker's heartbeat announces its own lease and the longer one counts (core/liveness.py),
     unless ``forced`` (`reap --lease S --force`: a person insists). This machine's own claims
-    are the worker's business."""
-    beats = observer.read(fetch=fetch)
+    are the worker's business. ``beats``: the heartbeats already read (else read here)."""
+    if beats is None:
+        beats = observer.read(fetch=fetch)
     out: dict[str, Orphan] = {}
     for t in snap.tasks([CLAIMED]):
         m = t.claim.get("machine")
@@ -41,7 +49,7 @@ def find_orphans(
                     m,
                     t.claim.get("attempt") or 0,
                 )
-        elif not liveness.alive({**b.state, "lease": None} if forced else b.state, b.age, lease):
+        elif not liveness.alive(b.state, b.age, lease, own_lease=not forced):
             held = lease if forced else max(lease, liveness.announced_lease(b.state) or 0.0)
             why = (
                 "stopped" if b.state.get("state") == liveness.STOPPED else f"silent for {b.age:.0f}s (lease {held:g}s)"

@@ -30,7 +30,6 @@ from fleetq.core import liveness
 from fleetq.core.cas import Plan, transact
 from fleetq.core.clone import Fleet
 from fleetq.core.config import DEFAULT_SETTINGS
-from fleetq.core.heartbeat import Observer
 from fleetq.core.matching import Seat
 from fleetq.core.passplan import pass_plan
 from fleetq.core.snapshot import Problem, Snapshot
@@ -114,7 +113,7 @@ class Worker(WorkerState):
         if self.force:
             return
         try:
-            beats = Observer(self.fleet).read(fetch=True)
+            beats = self.heads.beats = self.heads.observer.read(fetch=True)
         except FleetqError as e:
             log.warning("cannot check that %s is not live elsewhere: %s", self.fleet.machine, e)
             return

@@ -15,7 +15,7 @@ import time
 from fleetq import yamlio
 from fleetq.core import states
 from fleetq.core.config import FleetConfig
-from fleetq.core.heartbeat import Observer
+from fleetq.core.heartbeat import Beat, Observer
 from fleetq.core.reaper import find_orphans
 from fleetq.core.snapshot import Snapshot
 from fleetq.core.states import CLAIMED
@@ -40,6 +40,7 @@ class HeadCache:
         self.sightings_path = worker.fleet.state_dir / "sightings.yaml"
         self.first_seen: dict[str, dt.datetime] = self._load_sightings()
         self.last_reap = 0.0
+        self.beats: dict[str, Beat] = {}  # the heartbeats as of the last reap pass (read once, used twice)
         self._tree: tuple[str, ...] | None = None
 
     def sync(self, *, force: bool) -> str | None:
@@ -160,7 +161,8 @@ class HeadCache:
             return {}
         self.last_reap = time.time()
         me = w.fleet.machine
-        found = find_orphans(snap, self.observer, lease, me=me)
+        self.beats = self.observer.read(fetch=True)
+        found = find_orphans(snap, self.observer, lease, me=me, beats=self.beats)
         # Our own claims that nothing here runs (a crash or restart lost them): hand back at once.
         busy = set(w.running) | w.journal.ids()
         for t in snap.tasks([CLAIMED]):
@@ -170,11 +172,12 @@ class HeadCache:
         return found
 
     def running_elsewhere(self) -> dict[str, str]:
-        """Task id -> machine, for every run another machine's live heartbeat still lists."""
+        """Task id -> machine, for every run another machine's live heartbeat still lists (as of the last
+        reap pass, at most ``min(lease / 2, heartbeat)`` ago)."""
         w = self.worker
         lease = float(w.setting("lease"))
         out: dict[str, str] = {}
-        for name, b in self.observer.read(fetch=False).items():
+        for name, b in self.beats.items():  # no extra git call on the claim path: the reap pass read them
             if name != w.fleet.machine and b.alive(lease):
                 out.update({tid: name for tid in b.running if tid})
         return out

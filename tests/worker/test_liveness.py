@@ -98,7 +98,6 @@ def test_a_requeued_task_gets_a_new_attempt_and_waits_for_the_old_run_to_stop(fl
     """cancel, then `resolve pending`, used to reset attempts: the next claim reused the fencing token of the
     run still being stopped, and both ran at once. Now the count never goes back, and no worker claims a
     task that another machine's live heartbeat still lists as running."""
-    from fleetq.core.heartbeat import Observer
     from fleetq.core.transitions import cancel, claim_plan, resolve
     from fleetq.worker.daemon import Worker
 
@@ -114,7 +113,7 @@ def test_a_requeued_task_gets_a_new_attempt_and_waits_for_the_old_run_to_stop(fl
 
     w = Worker(fleets.first, once=True, watch=False)
     w.cfg = fleets.first.config(fleets.first.snapshot())
-    Observer(fleets.first).read()  # fetch the heartbeats
+    w.heads.orphans(fleets.first.snapshot())  # the reap pass reads (fetches) the heartbeats
     elsewhere = w.heads.running_elsewhere()
     assert elsewhere == {"q000": "a"}
     seat = Seat(MachineSpec("alpha", capabilities=["run_script"]), running_elsewhere=elsewhere)
@@ -122,7 +121,8 @@ def test_a_requeued_task_gets_a_new_attempt_and_waits_for_the_old_run_to_stop(fl
     snap = fleets.first.snapshot()
     assert claim_plan(snap, seat, 1, now=now, grace=0, machine="alpha") is None
     beat(a, {"seq": 2, "running": [], "lease": 60})  # the old run is gone
-    Observer(fleets.first).read()
+    w.heads.last_reap = 0.0  # the next reap pass is due
+    w.heads.orphans(fleets.first.snapshot())
     assert w.heads.running_elsewhere() == {}
     [second] = transitions.claim(fleets.first, Seat(MachineSpec("alpha", capabilities=["run_script"])), 1)
     assert second.claim["attempt"] == 2  # a new fencing token: the old run's result cannot land on it

@@ -11,14 +11,12 @@ waiting will not fix it), then the usage limit: a reported HTTP 429, or ``usage_
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import zoneinfo
 
 from fleetq.core.task import fmt_time, now_utc
 from fleetq.errors import last_line, strip_ansi
 from fleetq.handlerapi import FAILED, NEEDS_HUMAN, HandlerResult
-from fleetq.run.agents.limits import usage_limit_reset
+from fleetq.run.agents.limits import usage_limit_reset, zone
 from fleetq.run.agents.registry import Spec
 from fleetq.run.agents.replies import Reply
 
@@ -38,15 +36,6 @@ def _without(text: str, prompt: str) -> str:
     return "\n".join(ln for ln in text.splitlines() if ln.strip() not in echoed)
 
 
-def _child_zone(env: dict[str, str]) -> dt.tzinfo | None:
-    """The zone the agent printed local times in: its TZ (codex prints "try again at 2:39 AM" in it)."""
-    name = (env.get("TZ") or "").lstrip(":")
-    try:
-        return zoneinfo.ZoneInfo(name) if name else None
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return None
-
-
 def diagnose(res: HandlerResult, spec: Spec, reply: Reply, prompt: str, env: dict[str, str]) -> None:
     """Turn a failed run into needs_human (with what to do) or a usage limit (with its reset), in place."""
     if res.outcome != FAILED or res.extra.get("timed_out") or res.error == "cancelled":
@@ -64,7 +53,9 @@ def diagnose(res: HandlerResult, spec: Spec, reply: Reply, prompt: str, env: dic
     if not limited:
         return
     res.extra["usage_limit"] = True
-    reset = usage_limit_reset(text, now=now_utc(), patterns=spec.get("usage_limit_reset"), local=_child_zone(env))
+    # a time of day with no zone is in the agent's TZ (codex prints "try again at 2:39 AM" in it)
+    local = zone((env.get("TZ") or "").lstrip(":"))
+    reset = usage_limit_reset(text, now=now_utc(), patterns=spec.get("usage_limit_reset"), local=local)
     if reset is not None:
         res.extra["usage_limit_reset"] = fmt_time(reset)
     res.error = f"usage limit reached: {res.error}"

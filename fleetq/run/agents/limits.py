@@ -50,7 +50,8 @@ def _delay_seconds(text: str) -> float:
     return total
 
 
-def _zone(name: str | None, local: dt.tzinfo | None) -> dt.tzinfo:
+def zone(name: str | None, local: dt.tzinfo | None = None) -> dt.tzinfo:
+    """The zone ``name`` (an IANA name, e.g. from a message or a TZ variable); else ``local``, else this machine's."""
     if name:
         try:
             return zoneinfo.ZoneInfo(name)
@@ -100,7 +101,7 @@ def _reset_from(m: re.Match[str], now: dt.datetime, local: dt.tzinfo | None) -> 
         secs = _delay_seconds(g["delay"])
         return now + dt.timedelta(seconds=secs) if secs > 0 else None
     if g.get("at"):
-        return _at_time(g["at"].strip(), _zone(g.get("tz"), local), now)
+        return _at_time(g["at"].strip(), zone(g.get("tz"), local), now)
     return None
 
 

@@ -9,6 +9,7 @@ import datetime as dt
 import time
 import zoneinfo
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +26,12 @@ pytestmark = pytest.mark.timeout(180)
 UTC = dt.timezone.utc
 
 
-def claude_env(fake: ProviderFake, tmp: Path, **extra: str) -> dict[str, str]:
-    return agent_env("claude", fake, tmp, **extra)
+claude_env, gemini_env, codex_env = (partial(agent_env, cli) for cli in ("claude", "gemini", "codex"))
 
 
 def claude_plan_env(fake: ProviderFake, tmp: Path) -> dict[str, str]:
     """Logged in to a Claude.ai plan: only then does claude print its "You've hit your … limit"."""
     return an.oauth_env(fake, claude_env(fake, tmp), TZ="Europe/Berlin")
-
-
-def gemini_env(fake: ProviderFake, tmp: Path, **extra: Any) -> dict[str, str]:
-    return agent_env("gemini", fake, tmp, **extra)
-
-
-def codex_env(fake: ProviderFake, tmp: Path, **extra: Any) -> dict[str, str]:
-    return agent_env("codex", fake, tmp, **extra)
 
 
 def _work_once(fleets: Fleets, tmp: Path, agent: str, env: dict[str, str]) -> Any:
