@@ -55,7 +55,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resolve": ("resolve", "Mark a task done, re-queue it (pending), or record it failed."),
     "cancel": ("resolve", "Cancel pending or running tasks (a running one is killed by its worker)."),
     "archive": ("resolve", "Take old done/ day shards out of the tree (git history and `fleetq log` keep them)."),
-    "validate": ("validate", "Check task files (and config) in the working tree; exit 1 if any is bad."),
+    "validate": (
+        "validate",
+        "Check the queue and config as the fleet will see them, with your local changes; exit 1 if any is bad.",
+    ),
     "work": ("work", "Run tasks from the queue on this machine."),
     "reap": (
         "work",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -65,6 +66,21 @@ def preview(text: Any, width: int = 60) -> str:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def flush() -> None:
+    sys.stdout.flush()
+
+
+def stdout_closed() -> None:
+    """stdout's reader went away (``fleetq queue | head -1``): what is left goes to /dev/null, so the
+    interpreter's last flush at exit does not fail again and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (captured in tests): nothing will flush to a pipe
+        pass
 
 
 # -- fleet views: boxes, banners, a live progress line (appended for status/monitor/wait/shell) --

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from fleetq import yamlio
 from fleetq.core.config import FleetConfig
 from fleetq.core.snapshot import Snapshot
-from fleetq.errors import FleetqError, RemoteError
+from fleetq.errors import FleetqError, RemoteError, UsageError
+from fleetq.git import checkout
 from fleetq.git.repo import GitRepo, find_worktree_root
 from fleetq.layout import MARKER, TRACKING
 
 ENV_FLEET = "FLEETQ_FLEET"
 ENV_MACHINE = "FLEETQ_MACHINE"
+log = logging.getLogger("fleetq.clone")
 
 
 def user_config_path() -> Path:
@@ -32,13 +36,13 @@ def read_user_config() -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def set_default_fleet(path: Path, *, only_if_unset: bool = True) -> bool:
+def set_default_fleet(path: Path) -> Path | None:
+    """Make ``path`` the default fleet (the newest init or join wins); the default it replaced, if any."""
     cfg = read_user_config()
-    if only_if_unset and cfg.get("fleet") and Path(cfg["fleet"]).exists():
-        return False
+    old = cfg.get("fleet")
     cfg["fleet"] = str(path)
     yamlio.write_file(user_config_path(), cfg)
-    return True
+    return Path(old) if old and Path(old) != path and (Path(old) / ".git").exists() else None
 
 
 def is_fleet_dir(path: Path) -> bool:
@@ -51,13 +55,13 @@ def locate(explicit: str | Path | None = None) -> Path:
     if explicit:
         p = Path(explicit).expanduser()
         if not (p / ".git").exists():
-            raise FleetqError(f"--fleet {explicit}: not a fleet clone (no .git there)")
+            raise UsageError(f"--fleet {explicit}: not a fleet clone (no .git there)")
         return p.resolve()
     env = os.environ.get(ENV_FLEET)
     if env:
         p = Path(env).expanduser()
         if not (p / ".git").exists():
-            raise FleetqError(f"${ENV_FLEET}={env}: not a fleet clone (no .git there)")
+            raise UsageError(f"${ENV_FLEET}={env}: not a fleet clone (no .git there)")
         return p.resolve()
     root = find_worktree_root(Path.cwd())
     if root is not None and is_fleet_dir(root):
@@ -65,7 +69,7 @@ def locate(explicit: str | Path | None = None) -> Path:
     default = read_user_config().get("fleet")
     if default and (Path(default) / ".git").exists():
         return Path(default).resolve()
-    raise FleetqError("no fleet found: run `fleetq init DIR` (or `fleetq join URL DIR`), or pass --fleet DIR")
+    raise UsageError("no fleet found: run `fleetq init DIR` (or `fleetq join URL DIR`), or pass --fleet DIR")
 
 
 def machine_name(explicit: str | None, repo: GitRepo | None) -> str:
@@ -75,7 +79,7 @@ def machine_name(explicit: str | None, repo: GitRepo | None) -> str:
     from fleetq.core.states import valid_id
 
     if not valid_id(name):
-        raise FleetqError(f"machine name {name!r} is not a safe name (letters, digits, '.', '_', '-')")
+        raise UsageError(f"machine name {name!r} is not a safe name (letters, digits, '.', '_', '-')")
     return name
 
 
@@ -93,19 +97,26 @@ class Fleet:
         # Serialises fetch-commit-push between the CLI and a worker sharing this clone.
         self.lock = FileLock(str(self.state_dir / "clone.lock"))
         self.offline = False
+        # Warnings about the clone (a checkout left behind, a stale lock removed): logged, or printed
+        # by the CLI (cli/context.py sets cli/output.warn).
+        self.warn: Callable[[str], None] = log.warning
+        self.repo.notice = lambda msg: self.warn(msg)
+        self._behind_said = False
 
     @classmethod
     def open(cls, fleet: str | Path | None = None, machine: str | None = None) -> Fleet:
         return cls(locate(fleet), machine)
 
     def snapshot(self, *, fetch: bool = True, tolerate_offline: bool = False) -> Snapshot:
-        """The queue as of the remote's head (fetched), or of the last fetch when offline is tolerated."""
+        """The queue as of the remote's head (fetched; a clean checkout follows it), or of the last fetch
+        when offline is tolerated (a remote that timed out is not offline: the caller hears it)."""
         head: str | None
         if fetch:
             try:
                 with self.lock:
                     head = self.repo.fetch()
-            except RemoteError:
+                    self.follow()
+            except RemoteError:  # a RemoteTimeout is no RemoteError: never tolerated (git/netcall.py)
                 if not tolerate_offline:
                     raise
                 self.offline = True
@@ -120,4 +131,16 @@ class Fleet:
     def refresh_checkout(self) -> None:
         """Bring the person's checkout up to date when it is clean (never discards edits)."""
         with self.lock:
-            self.repo.fast_forward_checkout()
+            self.follow()
+
+    def follow(self) -> None:
+        """Move a clean checkout to the tracking ref (free while it is there already); when local changes
+        keep it behind, warn once until it catches up. Callers hold ``lock``."""
+        try:
+            behind = checkout.follow(self.repo)
+        except FleetqError as e:  # a lock a running git holds, say: the queue is read all the same
+            self.warn(f"checkout not moved forward: {e}")
+            return
+        if behind is not None and not self._behind_said:
+            self.warn(behind.message)
+        self._behind_said = behind is not None

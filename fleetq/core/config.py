@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import platform
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,26 @@ def names_list(value: Any, where: str, file: str = MACHINES) -> list[str]:
     return list(value)
 
 
+# The keys a machine's entry may have (``port``/``ssh_port`` and ``tailscale_ip`` are read by `fleetq ssh`).
+MACHINE_KEYS = ("os", "capabilities", "agents", "slots", "aliases", "host", "ssh", "tailscale_ip", "port", "ssh_port")
+
+
+def unknown_machine_keys(data: Any) -> list[str]:
+    """One phrase per key of a machine entry that fleetq does not read (a typo like ``capabilites``), with a hint.
+
+    Not an error for the readers (a worker keeps running on a typo); the checkers report it.
+    """
+    machines = data.get("machines") if isinstance(data, dict) else None
+    out = []
+    for name, spec in (machines or {}).items() if isinstance(machines, dict) else []:
+        for key in spec if isinstance(spec, dict) else []:
+            if key not in MACHINE_KEYS:
+                near = difflib.get_close_matches(str(key), MACHINE_KEYS, n=1)
+                hint = f" (did you mean '{near[0]}'?)" if near else f" (known: {', '.join(MACHINE_KEYS)})"
+                out.append(f"machine '{name}': unknown key '{key}'{hint}")
+    return out
+
+
 def parse_machines(data: Any) -> dict[str, MachineSpec]:
     if data is None:
         return {}
@@ -76,7 +97,7 @@ def parse_machines(data: Any) -> dict[str, MachineSpec]:
         slots = spec.get("slots", 2)
         if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
             raise FleetqError(f"{MACHINES}: machine '{name}': slots must be a positive integer")
-        known = {"os", "capabilities", "agents", "slots", "aliases", "host", "ssh"}
+        known = {"os", "capabilities", "agents", "slots", "aliases", "host", "ssh"}  # the rest: extra
         out[str(name)] = MachineSpec(
             name=str(name),
             os=str(spec.get("os") or ""),
@@ -111,6 +132,11 @@ class FleetConfig:
             if name in m.aliases:
                 return m.name
         return None
+
+    def names_of(self, name: str) -> set[str]:
+        """Every name a machine goes by (its declared name and aliases); just ``name`` when undeclared."""
+        canon = self.canonical(name)
+        return {canon, *self.machines[canon].aliases} if canon else {name}
 
     def machine(self, name: str, *, strict: bool = False) -> MachineSpec:
         """This machine's spec; an undeclared machine gets the generic types."""

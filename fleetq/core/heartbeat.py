@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fleetq
 from fleetq import yamlio
-from fleetq.core import liveness
+from fleetq.core import clock, liveness
 from fleetq.core.clone import Fleet
 from fleetq.core.task import fmt_time, now_utc, parse_time
 from fleetq.errors import FleetqError
@@ -106,34 +105,46 @@ class Observer:
         return data if isinstance(data, dict) else {}
 
     def read(self, *, fetch: bool = True) -> dict[str, Beat]:
-        """Every machine's latest heartbeat, with its locally observed age."""
+        """Every machine's latest heartbeat, with its locally observed age (core/clock.py: monotonic)."""
         repo = self.fleet.repo
         if fetch:
             with self.fleet.lock:
                 repo.fetch(machines=True)
         refs = repo.refs_under(MACHINE_REFS)
         seen = self._load()
-        now = time.time()
-        last = float(seen.get("#last_read") or 0.0)
-        recent = now - last < RECENT
-        seen["#last_read"] = now
+        now = clock.Mark.now()
+        last = clock.Mark.load(seen.get("#last_read"))
+        recent = last is not None and last.age() < RECENT
+        stepped = bool(last and last.jumped())  # our wall clock jumped: time stamps cannot be placed
+        seen["#last_read"] = now.plain()
         beats: dict[str, Beat] = {}
         for ref, sha in refs.items():
             name = ref[len(MACHINE_REFS) + 1 :]
             prev = seen.get(name)
+            mark = clock.Mark.load(prev)
             state = self._state(sha)
-            if not isinstance(prev, dict) or prev.get("sha") != sha:
+            if mark is None or not isinstance(prev, dict) or prev.get("sha") != sha:
                 stamp = parse_time(state.get("time"))
                 # Watched it change since a recent look: our own clock dates it. Otherwise it changed
-                # some time since our last look; its own time stamp, kept within that window, dates it.
-                observed = isinstance(prev, dict) and recent
-                if observed or stamp is None:
-                    first = now
-                else:
-                    first = min(now, max(stamp.timestamp(), last if isinstance(prev, dict) else 0.0))
-                seen[name] = {"sha": sha, "at": first, "observed": observed}
-            entry = seen[name]
-            beats[name] = Beat(name, sha, state, max(0.0, now - float(entry["at"])), bool(entry.get("observed")))
+                # some time since our last look; its own time stamp, kept within that window, dates it,
+                # unless a clock jumped (ours between looks, or theirs: a stamp in the future or going
+                # back): then liveness is unknown and it counts from now, never as expired.
+                changed = isinstance(prev, dict) and prev.get("sha") != sha
+                observed = changed and recent
+                ago = 0.0
+                if stamp is not None and not observed and not stepped:
+                    s = stamp.timestamp()
+                    prev_stamp = prev.get("stamp") if isinstance(prev, dict) else None
+                    back = isinstance(prev_stamp, int | float) and s < float(prev_stamp)
+                    if s <= now.wall + clock.JUMP and not back:
+                        floor = last.wall if last is not None and isinstance(prev, dict) else 0.0
+                        ago = max(0.0, now.wall - max(s, floor))
+                entry = {"sha": sha, **clock.Mark.now(ago=ago).plain(), "observed": observed}
+                if stamp is not None:
+                    entry["stamp"] = stamp.timestamp()
+                seen[name] = entry
+                mark = clock.Mark.load(entry)
+            beats[name] = Beat(name, sha, state, mark.age() if mark else 0.0, bool(seen[name].get("observed")))
         try:
             yamlio.write_file(self.path, seen)
         except FleetqError:
@@ -144,13 +155,15 @@ class Observer:
         """Seconds since this clone first noticed ``machine`` holding claims with no heartbeat ref at all."""
         seen = self._load()
         key = f"{machine}#missing"
-        if key not in seen:
-            seen[key] = {"sha": None, "at": time.time(), "observed": True}
+        mark = clock.Mark.load(seen.get(key))
+        if mark is None:
+            mark = clock.Mark.now()
+            seen[key] = {"sha": None, **mark.plain(), "observed": True}
             try:
                 yamlio.write_file(self.path, seen)
             except FleetqError:
                 pass
-        return max(0.0, time.time() - float(seen[key]["at"]))
+        return mark.age()
 
     def _state(self, sha: str) -> dict[str, Any]:
         repo = self.fleet.repo

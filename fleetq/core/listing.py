@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleetq.core import history
 from fleetq.core.snapshot import Problem, Ref, Snapshot
 from fleetq.core.states import DONE, STATES
 from fleetq.core.task import Task
@@ -35,25 +37,29 @@ def select(
     snap: Snapshot,
     *,
     status: str | None = None,
-    machine: str | None = None,
+    machine: str | Collection[str] | None = None,
     limit: int = 0,
     problems: list[Problem] | None = None,
 ) -> list[Task]:
-    """Tasks newest first; done tasks are read one day shard at a time, only as far as ``limit`` needs."""
+    """Tasks newest first; done tasks are read one day shard at a time, only as far as ``limit`` needs.
+
+    ``machine``: a name, or every name one machine goes by (``FleetConfig.names_of``: its aliases too)."""
     status = normalise_status(status)
     wanted = [status] if status else list(STATES)
+    names = {machine} if isinstance(machine, str) else set(machine or ())
     tasks = snap.tasks([s for s in wanted if s != DONE], problems)
-    if machine:
-        tasks = [t for t in tasks if machine in (t.claim.get("machine"), t.target, t.prefer)]
+    if names:
+        tasks = [t for t in tasks if names & {t.claim.get("machine"), t.target, t.prefer}]
     if DONE in wanted:
         done: list[Task] = []
         for day in snap.done_days() + [None]:
             for t in snap.load_all(shard_refs(snap, day, problems), problems):
-                if not machine or machine in (t.claim.get("machine"), t.target):
+                if not names or names & {t.claim.get("machine"), t.target}:
                     done.append(t)
             if limit and len(done) + len(tasks) >= limit and day is not None:
                 break
         tasks += done
+    history.date_undated(snap.repo, snap.commit, tasks)  # hand-written files: dated by their commit
     tasks = newest_first(tasks)
     return tasks[:limit] if limit else tasks
 
@@ -152,17 +158,27 @@ def done_count(snap: Snapshot, cache: Path | None = None) -> int:
 
 
 def _read_totals(cache: Path | None) -> dict[str, Any]:
+    return read_shard_cache(cache, {"format": TOTALS_FORMAT})
+
+
+def _write_totals(cache: Path, shards: dict[str, Any]) -> None:
+    write_shard_cache(cache, {"format": TOTALS_FORMAT}, shards)
+
+
+def read_shard_cache(cache: Path | None, stamp: dict[str, Any]) -> dict[str, Any]:
+    """A JSON cache of per-shard entries by tree sha; empty unless it was written with the same ``stamp``."""
     try:
         data = json.loads(cache.read_text()) if cache is not None else {}
     except (OSError, ValueError):
         return {}  # missing or torn: recount
-    return data.get("shards", {}) if isinstance(data, dict) and data.get("format") == TOTALS_FORMAT else {}
+    ok = isinstance(data, dict) and all(data.get(k) == v for k, v in stamp.items())
+    return data.get("shards", {}) if ok else {}
 
 
-def _write_totals(cache: Path, shards: dict[str, Any]) -> None:
+def write_shard_cache(cache: Path, stamp: dict[str, Any], shards: dict[str, Any]) -> None:
     tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps({"format": TOTALS_FORMAT, "shards": shards}))
+        tmp.write_text(json.dumps({**stamp, "shards": shards}))
         os.replace(tmp, cache)  # readers see the old file or the new one, never half of one
     except OSError:
         tmp.unlink(missing_ok=True)  # a cache: failing to keep it only costs time

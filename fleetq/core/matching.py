@@ -38,6 +38,14 @@ class Seat:
         return set(self.spec.agents) if self.agents is None else self.agents
 
 
+def lacking(spec: MachineSpec, requires: Iterable[str]) -> str | None:
+    """``lacks capability gpu`` when ``spec`` misses any of ``requires`` (None: it has them all)."""
+    missing = [c for c in requires if c not in spec.capabilities]
+    if not missing:
+        return None
+    return f"lacks {'capability' if len(missing) == 1 else 'capabilities'} {', '.join(missing)}"
+
+
 def blocker(task: Task, seat: Seat, snap: Snapshot, now: dt.datetime, grace: float) -> str | None:
     """Why ``seat`` may not run ``task`` now (None: it may)."""
     spec = seat.spec
@@ -47,9 +55,9 @@ def blocker(task: Task, seat: Seat, snap: Snapshot, now: dt.datetime, grace: flo
         return f"pinned to {task.target}"
     if not spec.can_run(task.type):
         return f"type {task.type} is not among {spec.name}'s capabilities"
-    missing = [c for c in task.requires if c not in spec.capabilities]
-    if missing:
-        return f"requires {', '.join(missing)}"
+    lacks = lacking(spec, task.requires)
+    if lacks:
+        return lacks
     if task.prefer and task.prefer not in seat.names:
         seen = seat.first_seen.get(task.id) or task.created_at or now
         # Judged by this machine's own clock where it can be (first sighting), so skew does not matter.

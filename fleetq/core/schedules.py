@@ -66,16 +66,43 @@ class Schedule:
 
 
 def parse(data: Any) -> list[Schedule]:
+    """Every schedule; the first bad one is a FleetqError (``problems`` lists them all)."""
+    out = []
+    for s in _entries(data):
+        if isinstance(s, FleetqError):
+            raise s
+        out.append(s)
+    return out
+
+
+def problems(data: Any) -> list[str]:
+    """Every bad schedule in a parsed schedules.yaml (cron expression, time zone, name, task), one line each."""
+    try:
+        return [str(s) for s in _entries(data) if isinstance(s, FleetqError)]
+    except FleetqError as e:
+        return [str(e)]
+
+
+def _entries(data: Any) -> list[Schedule | FleetqError]:
+    """Each entry checked on its own: a Schedule, or the error that makes it unusable."""
     if data is None:
         return []
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not isinstance(data.get("schedules") or {}, dict):
         raise FleetqError(f"{SCHEDULES}: expected a top-level 'schedules:' mapping")
-    out = []
+    out: list[Schedule | FleetqError] = []
     for name, spec in (data.get("schedules") or {}).items():
         if not isinstance(spec, dict) or not isinstance(spec.get("cron"), str):
-            raise FleetqError(f"{SCHEDULES}: schedule '{name}' needs a 'cron' expression")
+            out.append(FleetqError(f"{SCHEDULES}: schedule '{name}' needs a 'cron' expression"))
+            continue
+        if not isinstance(spec.get("task") or {}, dict):
+            out.append(FleetqError(f"{SCHEDULES}: schedule '{name}': task must be a mapping of task fields"))
+            continue
         s = Schedule(str(name), spec["cron"], str(spec.get("timezone") or "UTC"), dict(spec.get("task") or {}))
-        check(s)
+        try:
+            check(s)
+        except FleetqError as e:
+            out.append(e)
+            continue
         out.append(s)
     return out
 

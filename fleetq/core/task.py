@@ -138,6 +138,9 @@ class Task:
     path: str
     blob: str = ""  # git blob sha the data came from (empty for new tasks)
     raw: bytes | None = field(default=None, repr=False)
+    # For a file with no created_at (written by hand): when the commit that added it to the queue
+    # was made (core/history.py date_undated); listings sort and age it by that.
+    added_at: dt.datetime | None = field(default=None, repr=False, compare=False)
 
     # -- fields, with defaults and the older payload keys folded in --
     @property
@@ -199,7 +202,7 @@ class Task:
 
     @property
     def created_at(self) -> dt.datetime | None:
-        return parse_time(self.data.get("created_at"))
+        return parse_time(self.data.get("created_at")) or self.added_at
 
     @property
     def not_before(self) -> dt.datetime | None:

@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ declare machines, agents, skills and schedules; drop custom task types into
 handlers/<type>.py. Everything is committed and pushed: `git log` is the history.
 """
 GITIGNORE = "*.tmp\n.fleetq/\n"
+Say = Callable[[str], None]  # where init and join tell the person what changed beyond the clone
 
 
 def detect_capabilities() -> list[str]:
@@ -96,17 +98,26 @@ def _register_plan(machine: str) -> Any:
     return plan
 
 
-def _finish(path: Path, machine: str, *, make_default: bool = True) -> Fleet:
+def _finish(path: Path, machine: str) -> Fleet:
     repo = GitRepo(path)
     repo.config_set("fleetq.machine", machine)
     checkout_tracking(repo)
-    if make_default:
-        set_default_fleet(path.resolve())
     return Fleet(path.resolve(), machine)
 
 
-def init(path: Path, remote: str | None = None, machine: str | None = None) -> tuple[Fleet, str]:
-    """A working clone at ``path``; with no remote, a local bare repo becomes its origin."""
+def _make_default(fleet: Fleet, say: Say | None) -> None:
+    """The newest init or join becomes the default fleet (only once it worked), and says so."""
+    was = set_default_fleet(fleet.root)
+    if say is not None:
+        say(f"default fleet is now {fleet.root}" + (f" (was {was})" if was else ""))
+
+
+def init(
+    path: Path, remote: str | None = None, machine: str | None = None, *, say: Say | None = None
+) -> tuple[Fleet, str]:
+    """A working clone at ``path``; with no remote, a local bare repo becomes its origin.
+
+    It becomes the default fleet; ``say`` hears that in one line."""
     path = path.expanduser()
     _empty_target(path)
     name = machine_name(machine, None)
@@ -132,11 +143,12 @@ def init(path: Path, remote: str | None = None, machine: str | None = None) -> t
     fleet = _finish(path, name)
     transact(fleet, _register_plan(name))
     fleet.refresh_checkout()
+    _make_default(fleet, say)
     return fleet, remote
 
 
-def join(url: str, path: Path, machine: str | None = None, *, force: bool = False) -> Fleet:
-    """Clone an existing fleet and register this machine in config/machines.yaml.
+def join(url: str, path: Path, machine: str | None = None, *, force: bool = False, say: Say | None = None) -> Fleet:
+    """Clone an existing fleet and register this machine in config/machines.yaml; it becomes the default fleet.
 
     A name whose worker is live elsewhere is refused (``force``: the machine really moved here)."""
     path = path.expanduser()
@@ -144,7 +156,7 @@ def join(url: str, path: Path, machine: str | None = None, *, force: bool = Fals
     repo = init_clone(path, url)
     try:
         if repo.fetch() is None:
-            raise FleetqError(f"{url} holds no fleet yet: use `fleetq init DIR --remote {url}`")
+            raise UsageError(f"{url} holds no fleet yet: use `fleetq init DIR --remote {url}`")
         _require_fleet(repo, url)
     except FleetqError:
         shutil.rmtree(path, ignore_errors=True)
@@ -159,10 +171,11 @@ def join(url: str, path: Path, machine: str | None = None, *, force: bool = Fals
             raise Conflict(clash)
     transact(fleet, _register_plan(fleet.machine))
     fleet.refresh_checkout()
+    _make_default(fleet, say)
     return fleet
 
 
 def _require_fleet(repo: GitRepo, url: str) -> None:
     snap = Snapshot(repo, repo.rev(TRACKING))
     if snap.tree is None or repo.lookup(snap.tree, states.QUEUE) is None:
-        raise FleetqError(f"{url} is a git repo but not a fleet (no queue/ directory)")
+        raise UsageError(f"{url} is a git repo but not a fleet (no queue/ directory)")

@@ -22,7 +22,7 @@ from typing import Any
 from fleetq import yamlio
 from fleetq.core.config import FleetConfig, MachineSpec
 from fleetq.core.heartbeat import Beat
-from fleetq.core.matching import Seat, blocker
+from fleetq.core.matching import Seat, blocker, lacking
 from fleetq.core.snapshot import Snapshot
 from fleetq.core.task import Task
 from fleetq.errors import FleetqError
@@ -146,9 +146,9 @@ def blocked(need: Need, spec: MachineSpec, beat: Beat | None, snap: Snapshot | N
     now = dt.datetime.now(dt.timezone.utc)
     if need.type:
         return blocker(probe, seat, snap, now, 0.0)  # type: ignore[arg-type]  # a probe has no dependencies
-    missing = [c for c in need.requires if c not in spec.capabilities]
-    if missing:
-        return f"requires {', '.join(missing)}"
+    lacks = lacking(spec, need.requires)
+    if lacks:
+        return lacks
     if need.agent and need.agent not in seat.installed():
         return f"agent {need.agent} is not installed here"
     return None

@@ -37,7 +37,7 @@ from fleetq.git.ssh import (
     rsync_argv,
     ssh_argv,
 )
-from fleetq.handlerapi import last_line
+from fleetq.run.presync import rsync_reason
 from fleetq.run.procs import ProcResult, run_command
 
 # ---------------------------------------------------------------- hosts and options from the config
@@ -189,13 +189,14 @@ def _rsync_check(host: Host, res: ProcResult) -> None:
     if res.exit_code == 0:
         return
     err = res.stderr_tail
+    why = rsync_reason(err, res.stdout_tail)  # the cause, not rsync's last line ("Broken pipe")
     if res.exit_code in (SSH_FAILED, 12) and (NO_ANSWER.search(err) or REFUSED.search(err)):
-        down = diagnose(host, SSH_FAILED, err)
+        down = diagnose(host, SSH_FAILED, why)
         if down is not None:  # a match always diagnoses
             raise down
     if res.timed_out:
         raise RemoteError(f"rsync to {host.label} timed out")
-    raise RemoteError(f"rsync to {host.label} failed (exit {res.exit_code}): {last_line(err, res.stdout_tail)}")
+    raise RemoteError(f"rsync to {host.label} failed (exit {res.exit_code}): {why}")
 
 
 # ---------------------------------------------------------------- a task's sync before it runs (the request)

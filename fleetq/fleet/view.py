@@ -15,6 +15,7 @@ from fleetq.core import listing
 from fleetq.core.clone import Fleet
 from fleetq.core.config import FleetConfig, MachineSpec
 from fleetq.core.heartbeat import Beat, Observer
+from fleetq.core.liveness import announced_lease
 from fleetq.core.snapshot import Problem, Snapshot
 from fleetq.core.states import CLAIMED, DONE, FAILED, NEEDS_HUMAN, PENDING, STATES
 from fleetq.core.task import Task, now_utc, parse_time
@@ -52,6 +53,13 @@ class View:
 
     def spec(self, name: str) -> MachineSpec:
         return self.cfg.machine(name)
+
+    def lease_of(self, name: str) -> tuple[float, str]:
+        """(lease, where from) of one machine: the lease its heartbeat announces (``work --lease``),
+        else the fleet's."""
+        b = self.beats.get(name)
+        own = announced_lease(b.state) if b is not None else None
+        return (own, "worker") if own is not None else (self.lease, "fleet")
 
     def metrics(self, name: str) -> Metrics:
         return metrics(self.beats.get(name), self.lease, weights_of(self.cfg))
@@ -110,7 +118,7 @@ def liveness(m: Metrics) -> str:
 
 
 def status(v: View) -> list[dict[str, Any]]:
-    """Per machine: liveness, slots, active and finished counts, top agent, agent cost.
+    """Per machine: liveness, slots, lease, active and finished counts, top agent, agent cost.
 
     Done tasks are counted from per-shard totals cached in the clone (listing.done_totals),
     so a long history costs one parse per day shard per clone, not one per call.
@@ -140,6 +148,7 @@ def status(v: View) -> list[dict[str, Any]]:
         slots = m.beat.state.get("slots") if m.beat and isinstance(m.beat.state.get("slots"), int) else spec.slots
         top = agents.get(name, Counter()).most_common(1)
         fin = finished.get(name, Counter())
+        lease, lease_from = v.lease_of(name)
         rows.append(
             {
                 "machine": name,
@@ -149,6 +158,8 @@ def status(v: View) -> list[dict[str, Any]]:
                 "age": None if m.age is None else round(m.age, 1),
                 "running": running,
                 "slots": slots,
+                "lease": lease,
+                "lease_from": lease_from,
                 "active": active.get(name, 0),
                 "pending_pinned": pinned.get(name, 0),
                 "done": fin[DONE],

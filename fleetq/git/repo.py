@@ -2,19 +2,22 @@
 
 Objects (blobs, trees, commits) are built in-process through gitpython's object
 database (tree parsing and the nested rewrite are fleetq/git/objects.py); only the
-network legs (fetch, push, ls-remote, over ssh through fleetq/git/link.py) and a few
-porcelain conveniences run ``git`` as a subprocess. The claim path never touches a
-working tree: a person's checkout is moved forward only when it is clean. Integrity and
-trust helpers are fleetq/git/inspect.py; a person's project repository is fleetq/git/project.py.
+network legs (fetch, push, ls-remote: under a time limit, fleetq/git/netcall.py; over ssh
+through fleetq/git/link.py) and a few porcelain conveniences run ``git`` as a subprocess. A
+call stopped by a lock file a killed git left is retried once the lock is gone (fleetq/git/locks.py).
+The claim path never touches a working tree: a person's checkout is moved forward only when
+it is clean (fleetq/git/checkout.py). Integrity and trust helpers are fleetq/git/inspect.py;
+a person's project repository is fleetq/git/project.py.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from gitdb.base import IStream
 from gitdb.db.loose import LooseObjectDB
 
 from fleetq.errors import FleetqError, RemoteError
+from fleetq.git import checkout, locks, netcall
 from fleetq.git.link import git_failed, git_ssh_env
 from fleetq.git.objects import EMPTY_TREE, Entry, apply_nested, commit_data, commit_tree, nest, parse_tree, tree_data
 from fleetq.layout import BRANCH, MACHINE_REFS, REMOTE, TRACKING
@@ -46,6 +50,8 @@ _RACE = re.compile(
 
 
 _LOG_FORMAT = "%x00%H%x1f%an%x1f%ae%x1f%aI%x1f%B%x1e"  # NUL, then sha, author, email, date, body, RS
+_NET_CONFIG = r"^(core\.sshcommand|fleetq\.gittimeout)$"  # what the network legs read of the clone's config
+log = logging.getLogger("fleetq.git")
 
 
 class PushRejected(Exception):
@@ -80,16 +86,18 @@ class GitRepo:
         self._trees: dict[str, list[Entry]] = {}
         self._names: dict[str, dict[str, Entry]] = {}
         self.forced_update = False  # the last fetch found main rewritten (force-pushed)
-        self._own_ssh: bool | None = None  # the user set core.sshCommand: fleetq leaves git's ssh alone
+        self.fetches = 0  # fetches that worked (the CLI moves a checkout after a command that fetched)
+        self._net_config: dict[str, str] | None = None  # core.sshCommand (the user's ssh wins), fleetq.gitTimeout
         self._url: str | None = None
+        self.net = netcall.NetCalls()  # time limits for the network legs (a stopping worker hurries them)
+        self.notice: Callable[[str], None] = log.warning  # what fleetq did unasked (a Fleet shows it its way)
 
     # -- subprocess plumbing --
     def run_git(self, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
         kw: dict[str, Any] = {"with_extended_output": True, "with_exceptions": False}
         if env:
             kw["env"] = dict(env)
-        status, out, err = self.repo.git.execute(["git", *args], **kw)
-        return status, out, err
+        return locks.unlocked(lambda: self.repo.git.execute(["git", *args], **kw), self.path, self.git_dir, self.notice)
 
     def check_git(self, *args: str, what: str, remote: bool = False) -> str:
         status, out, err = self.run_git(*args)
@@ -120,13 +128,27 @@ class GitRepo:
         return self._identity
 
     # -- network legs --
-    def _net(self, *args: str) -> tuple[int, str, str]:
-        """A git call that talks to the remote: over ssh, through fleetq's reused connection (link.py)."""
+    def _net(self, *args: str, what: str) -> tuple[int, str, str]:
+        """A git call that talks to the remote, under a time limit (netcall.py): over ssh, through
+        fleetq's reused connection (link.py) unless the user set core.sshCommand."""
         url = self.remote_url_cached()
-        if self._own_ssh is None:
-            self._own_ssh = bool(self.config_get("core.sshCommand"))  # the user's choice wins
-        env = None if self._own_ssh else git_ssh_env(url)
-        status, out, err = self.run_git(*args, env=env)
+        if self._net_config is None:
+            _, out, _ = self.run_git("config", "--get-regexp", _NET_CONFIG)
+            self._net_config = dict(ln.partition(" ")[::2] for ln in out.splitlines())
+        limit = netcall.timeout(self._net_config.get(netcall.CONFIG_TIMEOUT))
+        env = None if self._net_config.get("core.sshcommand") else git_ssh_env(url)
+        cwd, label = str(self.repo.working_tree_dir or self.git_dir), f"{what} {url or REMOTE}"
+        try:
+            status, out, err = locks.unlocked(
+                lambda: self.net.run(args, cwd=cwd, env=env, limit=limit, what=label),
+                self.path,
+                self.git_dir,
+                self.notice,
+            )
+        except netcall.RemoteTimeout:
+            if env:
+                git_failed(url, "broken pipe")  # a hung link: its master goes, the next call starts afresh
+            raise
         if status != 0 and env:
             git_failed(url, err)
         return status, out, err
@@ -142,17 +164,18 @@ class GitRepo:
         if machines:
             specs.append(f"+{MACHINE_REFS}/*:{MACHINE_REFS}/*")
         # Not --quiet: git's ref-update lines tell a forced update of main at no extra cost.
-        status, _, err = self._net("fetch", "--no-tags", "--no-write-fetch-head", REMOTE, *specs)
+        status, _, err = self._net("fetch", "--no-tags", "--no-write-fetch-head", REMOTE, *specs, what="fetch from")
         self.forced_update = any("forced update" in ln and TRACKING.split("/", 2)[2] in ln for ln in err.splitlines())
         if status != 0:
             if "couldn't find remote ref" in err:
                 return None
             raise RemoteError(f"cannot fetch from {self.remote_url()}: {one_line(err)}")
+        self.fetches += 1
         return self.rev(TRACKING)
 
     def ls_remote_head(self) -> str | None:
         """The remote's main without fetching objects (the worker's cheap wake-up check)."""
-        status, out, err = self._net("ls-remote", REMOTE, f"refs/heads/{BRANCH}")
+        status, out, err = self._net("ls-remote", REMOTE, f"refs/heads/{BRANCH}", what="ls-remote")
         if status != 0:
             raise RemoteError(f"cannot reach {self.remote_url()}: {one_line(err)}")
         line = out.strip().split()
@@ -166,7 +189,7 @@ class GitRepo:
         declined, RemoteError when the remote cannot be reached (docs/design.md, "The claim protocol").
         """
         spec = f"{'+' if force else ''}{sha}:{ref}"
-        status, out, err = self._net("push", "--porcelain", "--quiet", REMOTE, spec)
+        status, out, err = self._net("push", "--porcelain", "--quiet", REMOTE, spec, what="push to")
         if status == 0:
             return
         text = f"{out}\n{err}"
@@ -182,7 +205,7 @@ class GitRepo:
         raise PushRejected(one_line(text))
 
     def push_refs(self, refspecs: list[str]) -> None:
-        status, out, err = self._net("push", "--porcelain", "--quiet", REMOTE, *refspecs)
+        status, out, err = self._net("push", "--porcelain", "--quiet", REMOTE, *refspecs, what="push to")
         if status != 0:
             raise RemoteError(f"cannot push to {self.remote_url()}: {one_line(err or out)}")
 
@@ -319,26 +342,8 @@ class GitRepo:
         return [ln for ln in out.splitlines() if ln.strip()] if status == 0 else []
 
     def fast_forward_checkout(self) -> bool:
-        """Move the checked-out main to the tracking ref, only when that loses nothing."""
-        if self.repo.bare:
-            return False
-        status, head_ref, _ = self.run_git("symbolic-ref", "-q", "HEAD")
-        if status != 0 or head_ref.strip() != f"refs/heads/{BRANCH}":
-            return False
-        target = self.rev(TRACKING)
-        head = self.rev("HEAD")
-        if target is None or head == target:
-            return head == target
-        if head is not None and not self.is_ancestor(head, target):
-            return False
-        status, out, _ = self.run_git("status", "--porcelain", "--untracked-files=no")
-        if status != 0 or out.strip():
-            return False
-        if head is None:
-            status, _, _ = self.run_git("reset", "--keep", "-q", target)
-        else:
-            status, _, _ = self.run_git("merge", "--ff-only", "-q", target)
-        return status == 0
+        """Move the checked-out main to the tracking ref, only when that loses nothing (checkout.py)."""
+        return checkout.fast_forward(self) in (checkout.CURRENT, checkout.MOVED)
 
 
 def init_bare(path: Path) -> None:

@@ -45,6 +45,7 @@ ENV_SSH_DIR = "FLEETQ_SSH_DIR"
 ENV_SSH_REUSE = "FLEETQ_SSH_REUSE"
 DEFAULT_EXCLUDES = ["node_modules", ".git", "dist", "build", "*.log", "__pycache__", ".venv"]
 CONNECT_TIMEOUT = 5
+CONTROL_TIMEOUT = 10  # seconds for `ssh -O check|exit`, which only talk to the local master's socket
 PERSIST = 60
 # A unix socket path is at most 104-108 bytes; ssh adds "/" + 40 hex (%C) + a 17-character temp suffix.
 MAX_SOCKET_DIR = 48
@@ -268,8 +269,11 @@ def ensure_master(opts: SshOptions, host: Host) -> bool:
     lock = FileLock(str(socket_dir() / f".{re.sub(r'[^A-Za-z0-9_.-]', '_', host.target)}-{host.port or 22}.lock"))
     with lock:
         quiet: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
-        if subprocess.run(check, stderr=subprocess.DEVNULL, **quiet).returncode == 0:
-            return False
+        try:  # a wedged master must not hang the check: it is replaced like a dead one
+            if subprocess.run(check, stderr=subprocess.DEVNULL, timeout=CONTROL_TIMEOUT, **quiet).returncode == 0:
+                return False
+        except subprocess.TimeoutExpired:
+            pass
         if opts.control_path:  # a socket left by a killed master: a new master could not bind over it
             Path(opts.control_path).unlink(missing_ok=True)
         argv = [*base_argv(opts, host, master="yes"), "-f", "-N", host.target]
@@ -290,9 +294,13 @@ def ensure_master(opts: SshOptions, host: Host) -> bool:
 
 def close_master(opts: SshOptions, host: Host) -> None:
     if opts.reuse:
-        subprocess.run(
-            [*base_argv(opts, host), "-O", "exit", host.target],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        try:
+            subprocess.run(
+                [*base_argv(opts, host), "-O", "exit", host.target],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=CONTROL_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            pass  # a master that does not answer on its socket: ControlPersist ends it

@@ -5,12 +5,15 @@ fleetq/fleet/remote.py ``sync_request``) copies the submitter's directory here o
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from fleetq.errors import FleetqError
+from fleetq.errors import FleetqError, strip_ansi
 from fleetq.git.ssh import (
     DEFAULT_EXCLUDES,
+    NO_ANSWER,
+    REFUSED,
     Host,
     HostDown,
     SshOptions,
@@ -22,6 +25,24 @@ from fleetq.git.ssh import (
 )
 from fleetq.handlerapi import FAILED, NEEDS_HUMAN, HandlerContext, HandlerResult, home_dir, last_line
 from fleetq.run.procs import run_command
+
+# rsync's follow-on lines after the real failure: its summary, the pipe the failure broke, ssh's notices.
+_AFTERMATH = re.compile(
+    r"^rsync error:|connection unexpectedly closed|broken pipe|error in rsync protocol data stream|"
+    r"^warning:|^\*\*|^Permanently added",
+    re.I,
+)
+
+
+def rsync_reason(stderr: str, stdout: str = "") -> str:
+    """The most telling line of a failed rsync: ssh's own error, else the first line that is not
+    aftermath (``sh: rsync: not found``, ``change_dir "/x" failed: No such file or directory``), not
+    the last line (``rsync error: ... (code 12)`` or ``Broken pipe``)."""
+    lines = [ln.strip() for ln in strip_ansi(stderr or "").splitlines() if ln.strip()]
+    ssh = [ln for ln in lines if NO_ANSWER.search(ln) or REFUSED.search(ln)]
+    cause = ssh or [ln for ln in lines if not _AFTERMATH.search(ln)] or lines
+    line = cause[0] if cause else last_line(stdout)
+    return line if len(line) <= 200 else line[:199] + "…"
 
 
 def local_form(path: str, env: dict[str, str] | None = None) -> Path:
@@ -75,7 +96,7 @@ def presync(ctx: HandlerContext) -> HandlerResult | None:
         capture_stdout=True,
     )
     if res.exit_code != 0:
-        why = last_line(res.stderr_tail, res.stdout_tail) or ("timed out" if res.timed_out else "rsync failed")
+        why = rsync_reason(res.stderr_tail, res.stdout_tail) or ("timed out" if res.timed_out else "rsync failed")
         return HandlerResult(
             FAILED,
             exit_code=res.exit_code,

@@ -5,49 +5,90 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from fleetq import yamlio
-from fleetq.core import states
+from fleetq.core import schedules, states
 from fleetq.core import task as taskmod
-from fleetq.core.config import MACHINES, SETTINGS, parse_machines
+from fleetq.core.config import MACHINES, SETTINGS, parse_machines, unknown_machine_keys
 from fleetq.core.snapshot import Problem, Snapshot
-from fleetq.errors import FleetqError, InvalidTask
+from fleetq.core.task import Task
+from fleetq.errors import FleetqError
+from fleetq.git.inspect import blob_size
 from fleetq.git.repo import GitRepo
-from fleetq.layout import SIGNERS
+from fleetq.layout import AGENTS, SCHEDULES, SIGNERS
 from fleetq.run import redact
+from fleetq.run.agents.registry import agents_from
+
+# What a finding is, by fsck's names: invalid id_mismatch misplaced secret duplicate dangling_dep
+# never_runs bad_config (fsck adds ghost_claim untrusted rewritten, which need more than the tree).
 
 
 @dataclass(frozen=True)
 class Finding:
+    """One problem with a file: its path, one readable line (starting with the path), and its kind."""
+
     path: str
     reason: str
+    kind: str = "invalid"
+    task_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     __str__ = Problem.__str__
 
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "reason": str(self), "kind": self.kind, "task_id": self.task_id}
 
-def check_task_file(path: str, raw: bytes) -> list[Finding]:
+
+def examine_task(path: str, raw: bytes, blob: str = "") -> tuple[list[Finding], Task | None]:
+    """A file under queue/: its problems, and the task it holds when it parses (None otherwise)."""
     try:
         loc = states.parse_path(path)
     except states.BadPath as e:
-        return [Finding(path, str(e))]
+        return [Finding(path, str(e), "misplaced")], None
     if loc is None:
-        return []
-    if not states.valid_id(loc.task_id):
-        return [Finding(path, "file name is not a safe task id")]
+        return [], None
+    tid = loc.task_id
+    if not states.valid_id(tid):
+        return [Finding(path, f"{path}: file name is not a safe task id", "misplaced")], None
     try:
-        t = taskmod.parse(raw, state=loc.state, path=path, file_id=loc.task_id)
-    except InvalidTask as e:
-        return [Finding(path, str(e))]
-    hit = redact.find_secret([t.data.get(k) for k in taskmod.USER_FIELDS])
+        data = yamlio.to_plain(yamlio.load_safe(raw, path))
+    except FleetqError as e:
+        return [Finding(path, str(e), "invalid", tid)], None
+    errs = taskmod.validate(data, file_id=tid)
+    if errs:
+        # An id that disagrees with the file name, and nothing else wrong: fsck can mend that one.
+        kind = "id_mismatch" if not taskmod.validate(data) else "invalid"
+        return [Finding(path, f"{path}: " + "; ".join(errs), kind, tid)], None
+    t = Task(data=data, state=loc.state, path=path, blob=blob, raw=raw)
+    hit = redact.find_secret([data.get(k) for k in taskmod.USER_FIELDS])
     if hit:
-        return [
-            Finding(
-                path,
-                f"{path}: looks like it carries a secret ({hit}); name an environment variable "
-                f"set on the worker instead (e.g. $API_TOKEN): the repo is not a secret store",
-            )
-        ]
+        why = (
+            f"{path}: looks like it carries a secret ({hit}); name an environment variable "
+            f"set on the worker instead (e.g. $API_TOKEN): the repo is not a secret store"
+        )
+        return [Finding(path, why, "secret", tid)], t
+    return [], t
+
+
+def check_task_file(path: str, raw: bytes) -> list[Finding]:
+    return examine_task(path, raw)[0]
+
+
+def config_problems(path: str, data: Any) -> list[str]:
+    """What is wrong with one parsed config file (the first structural error raises FleetqError)."""
+    if path == MACHINES:
+        parse_machines(data)
+        return [f"{MACHINES}: {p}" for p in unknown_machine_keys(data)]
+    if path == SCHEDULES:
+        return schedules.problems(data)
+    if path == AGENTS:
+        agents_from(data)
+    elif path == SETTINGS and data is not None and not isinstance(data, dict):
+        raise FleetqError(f"{path}: expected a mapping of settings")
+    elif path == SETTINGS and data and not isinstance(data.get("require_signed", False), bool):
+        raise FleetqError(f"{path}: require_signed must be true or false")
     return []
 
 
@@ -55,16 +96,10 @@ def check_config_file(path: str, raw: bytes) -> list[Finding]:
     if not path.startswith("config/") or not path.endswith((".yaml", ".yml")):
         return []
     try:
-        data = yamlio.to_plain(yamlio.load_safe(raw, path))
-        if path == MACHINES:
-            parse_machines(data)
-        elif path == SETTINGS and data is not None and not isinstance(data, dict):
-            raise FleetqError(f"{path}: expected a mapping of settings")
-        elif path == SETTINGS and data and not isinstance(data.get("require_signed", False), bool):
-            raise FleetqError(f"{path}: require_signed must be true or false")
+        found = config_problems(path, yamlio.to_plain(yamlio.load_safe(raw, path)))
     except FleetqError as e:
-        return [Finding(path, str(e))]
-    return []
+        found = [str(e)]
+    return [Finding(path, why, "bad_config") for why in found]
 
 
 KEY_TYPES = frozenset(
@@ -86,7 +121,7 @@ def check_signers_file(path: str, raw: bytes) -> list[Finding]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return [Finding(path, f"{path}: not UTF-8 text")]
+        return [Finding(path, f"{path}: not UTF-8 text", "bad_config")]
     found = []
     for n, line in enumerate(text.splitlines(), 1):
         words = line.split()
@@ -99,41 +134,59 @@ def check_signers_file(path: str, raw: bytes) -> list[Finding]:
                     path,
                     f"{path}:{n}: expected 'principal [options] KEYTYPE BASE64KEY', "
                     f"e.g. 'alice@example.com ssh-ed25519 AAAA...'",
+                    "bad_config",
                 )
             )
     return found
 
 
-def check_file(path: str, raw: bytes) -> list[Finding]:
+def examine(path: str, raw: bytes, blob: str = "") -> tuple[list[Finding], Task | None]:
+    """Any file of the tree: its problems, and the task it holds when it is a valid task file."""
     if path.startswith(f"{states.QUEUE}/"):
-        return check_task_file(path, raw)
+        return examine_task(path, raw, blob)
     if path == SIGNERS:
-        return check_signers_file(path, raw)
-    return check_config_file(path, raw)
+        return check_signers_file(path, raw), None
+    return check_config_file(path, raw), None
+
+
+def check_file(path: str, raw: bytes) -> list[Finding]:
+    return examine(path, raw)[0]
+
+
+def check_blob(repo: GitRepo, path: str, blob: str) -> tuple[list[Finding], Task | None]:
+    """``examine`` of a file in git, each finding carrying its blob (a many-MB blob is refused unread)."""
+    size = blob_size(repo, blob)
+    if size > yamlio.MAX_BYTES:
+        loc = states.location(path)
+        kind = "invalid" if path.startswith(f"{states.QUEUE}/") else "bad_config"
+        why = f"{path}: file is {size} bytes, over the {yamlio.MAX_BYTES} byte limit"
+        return [Finding(path, why, kind, loc.task_id if loc else None, {"blob": blob})], None
+    found, t = examine(path, repo.read_blob(blob), blob)
+    return [replace(f, extra={**f.extra, "blob": blob}) for f in found], t
+
+
+def places(paths: Iterable[str], into: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Task id -> the files that hold it (badly placed files hold no task)."""
+    where: dict[str, list[str]] = defaultdict(list) if into is None else into
+    for p in paths:
+        loc = states.location(p)
+        if loc is not None:
+            where[loc.task_id].append(p)
+    return where
 
 
 def duplicates(paths: Iterable[str]) -> list[Finding]:
     """A task id in more than one file (two states, or two done shards)."""
-    where: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        try:
-            loc = states.parse_path(p)
-        except states.BadPath:
-            continue
-        if loc is not None:
-            where[loc.task_id].append(p)
+    return duplicated(places(paths))
+
+
+def duplicated(where: dict[str, list[str]]) -> list[Finding]:
+    """``duplicates`` of a ``places`` map."""
     return [
-        Finding(ps[0], f"task {tid} is in {len(ps)} places: {', '.join(sorted(ps))}")
+        Finding(min(ps), f"task {tid} is in {len(ps)} places: {', '.join(sorted(ps))}", "duplicate", tid)
         for tid, ps in sorted(where.items())
         if len(ps) > 1
     ]
-
-
-def check_files(files: dict[str, bytes]) -> list[Finding]:
-    found: list[Finding] = []
-    for path, raw in sorted(files.items()):
-        found += check_file(path, raw)
-    return found + duplicates(files)
 
 
 # -- changes between two trees (the index, a commit, a pushed range) --

@@ -1,16 +1,18 @@
 """`fleetq fsck`: find a damaged queue, and repair what is safe to repair.
 
-What it finds (at the remote's head): a task in more than one place, an ``id``
-that does not match its file name, files that do not parse or validate, files
-outside the state directories, claims by machines that never sent a heartbeat,
-dependencies on tasks that do not exist, and config files that do not parse.
+What it finds (at the remote's head): the problem list `validate` and `queue`
+report (trust/survey.py: a task in more than one place, an ``id`` that does not
+match its file name, files that do not parse or validate, files outside the state
+directories, secrets, dependencies on tasks that do not exist or were archived,
+pending tasks no machine could run, config files that are wrong), and claims by
+machines that never sent a heartbeat.
 
 With ``--fix``, each safe repair lands in its own commit that says why, through
 the compare-and-swap loop and re-checked on the head it lands on (the repairs,
 and why each is safe, are fleetq/trust/repairs.py).
 
 Reported only, since fleetq cannot know what a person meant: config files that
-do not parse, protected files changed without the signature ``require_signed``
+are wrong, secrets, tasks nothing could run, protected files changed without the signature ``require_signed``
 asks for (workers run nothing until a signed commit changes them again), and a
 remote whose main was rewritten (force-pushed) under this clone.
 """
@@ -18,28 +20,28 @@ remote whose main was rewritten (force-pushed) under this clone.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from fleetq import yamlio
 from fleetq.core import states
-from fleetq.core import task as taskmod
 from fleetq.core.cas import transact
 from fleetq.core.clone import Fleet
-from fleetq.core.snapshot import Ref, Snapshot
-from fleetq.core.states import CLAIMED, DONE, FAILED, NEEDS_HUMAN, PENDING
+from fleetq.core.snapshot import Snapshot
+from fleetq.core.states import CLAIMED, DONE, NEEDS_HUMAN, PENDING
 from fleetq.core.task import Task, now_utc, parse_time
 from fleetq.core.transitions import signs
 from fleetq.errors import FleetqError
-from fleetq.git.inspect import blob_size, reflog_subjects
+from fleetq.git.inspect import reflog_subjects
 from fleetq.git.repo import GitRepo
 from fleetq.layout import BRANCH, MACHINE_REFS, TRACKING
-from fleetq.trust import checks, signing
+from fleetq.trust import signing
+from fleetq.trust.checks import Finding
 from fleetq.trust.issues import Issue
 from fleetq.trust.repairs import FIX_ORDER, FIXERS
+from fleetq.trust.survey import CACHE_FILE, survey
 
-__all__ = ["Issue", "Report", "fsck", "rewritten", "scan", "was_done"]
+__all__ = ["Issue", "Report", "fsck", "rewritten", "scan"]
 
 
 @dataclass
@@ -60,78 +62,23 @@ class Report:
 
 # -- finding --
 
-
-def _examine(repo: Any, ref: Ref) -> tuple[Issue | None, Task | None]:
-    """A task file's problem (invalid, or an id mismatch and nothing else), or its parsed task."""
-    path, tid = ref.loc.path, ref.loc.task_id
-    quarantine = "" if ref.loc.state == DONE else f"move it to {NEEDS_HUMAN}/ as a quarantined task"
-    size = blob_size(repo, ref.blob)
-    if size > yamlio.MAX_BYTES:
-        return Issue(
-            "invalid",
-            path,
-            f"{path}: file is {size} bytes, over the {yamlio.MAX_BYTES} byte limit",
-            tid,
-            quarantine,
-            {"blob": ref.blob},
-        ), None
-    raw = repo.read_blob(ref.blob)
-    try:
-        data = yamlio.to_plain(yamlio.load_safe(raw, path))
-    except FleetqError as e:
-        return Issue("invalid", path, str(e), tid, quarantine, {"blob": ref.blob}), None
-    errs = taskmod.validate(data)
-    if errs:
-        return Issue("invalid", path, f"{path}: " + "; ".join(errs), tid, quarantine, {"blob": ref.blob}), None
-    if data["id"] != tid:
-        return Issue(
-            "id_mismatch",
-            path,
-            f"{path}: the id field says '{data['id']}' but the file name says '{tid}'",
-            tid,
-            f"set id to '{tid}' (the file name is the id)",
-            {"blob": ref.blob},
-        ), None
-    return None, Task(data=data, state=ref.loc.state, path=path, blob=ref.blob, raw=raw)
+QUARANTINE = f"move it to {NEEDS_HUMAN}/ as a quarantined task"
 
 
-def _walk_queue(snap: Snapshot, issues: list[Issue]) -> dict[str, list[Ref]]:
-    """Every task file under queue/ by id; files that are not where a task may be become issues."""
-    repo = snap.repo
-    q = repo.lookup(snap.tree, states.QUEUE) if snap.tree else None
-    by_id: dict[str, list[Ref]] = defaultdict(list)
-    for path, blob in repo.walk_blobs(q.sha, f"{states.QUEUE}/") if q is not None and q.is_tree else []:
-        try:
-            loc = states.parse_path(path)
-            if loc is not None and not states.valid_id(loc.task_id):
-                raise states.BadPath(f"{path}: file name is not a safe task id")
-        except states.BadPath as e:
-            issues.append(
-                Issue(
-                    "misplaced", path, str(e), None, f"move it to {NEEDS_HUMAN}/ as a quarantined task", {"blob": blob}
-                )
-            )
-            continue
-        if loc is not None:
-            by_id[loc.task_id].append(Ref(loc, blob))
-    return by_id
-
-
-def _duplicates(by_id: dict[str, list[Ref]]) -> list[Issue]:
-    out = []
-    for tid, refs in sorted(by_id.items()):
-        if len(refs) > 1:
-            paths = sorted(r.loc.path for r in refs)
-            out.append(
-                Issue(
-                    "duplicate",
-                    paths[0],
-                    f"task {tid} is in {len(refs)} places: {', '.join(paths)}",
-                    tid,
-                    "keep the copy furthest along, remove the others",
-                )
-            )
-    return out
+def _issue(f: Finding) -> Issue:
+    """A problem of the shared list (trust/survey.py), with what --fix would do about it."""
+    loc = states.location(f.path)
+    fix = ""
+    if f.kind == "misplaced" or f.kind == "invalid" and loc is not None and loc.state != DONE:
+        fix = QUARANTINE  # a bad file in done/ is history: report only
+    elif f.kind == "id_mismatch":
+        fix = f"set id to '{f.task_id}' (the file name is the id)"
+    elif f.kind == "duplicate":
+        fix = "keep the copy furthest along, remove the others"
+    elif f.kind == "dangling_dep":
+        held = not f.extra.get("archived") and loc is not None and loc.state == PENDING
+        fix = "drop the dependency" + (f" and move the task to {NEEDS_HUMAN}" if held else "")
+    return Issue(f.kind, f.path, str(f), f.task_id, fix, dict(f.extra))
 
 
 def _ghost_claims(snap: Snapshot, tasks: list[Task], lease: float, now: dt.datetime) -> list[Issue]:
@@ -154,49 +101,6 @@ def _ghost_claims(snap: Snapshot, tasks: list[Task], lease: float, now: dt.datet
                 "ghost_claim", t.path, detail, t.id, fix, {"machine": m, "attempt": t.claim.get("attempt"), "why": why}
             )
         )
-    return out
-
-
-def was_done(snap: Snapshot, task_id: str) -> bool:
-    """Whether ``task_id`` was ever done (archived out of the tree since): git history knows."""
-    if not snap.commit:
-        return False
-    return bool(snap.repo.log([f":(glob){states.QUEUE}/{DONE}/**/{task_id}.yaml"], rev=snap.commit))
-
-
-def _dangling(snap: Snapshot, tasks: list[Task], ids: set[str]) -> list[Issue]:
-    out = []
-    for t in tasks:
-        if t.state not in (PENDING, NEEDS_HUMAN, FAILED):
-            continue
-        for dep in t.depends_on:
-            if dep in ids:
-                continue
-            archived = was_done(snap, dep)
-            what = "was done and archived (the dependency is met)" if archived else "does not exist"
-            fix = "drop the dependency" + (
-                "" if archived or t.state != PENDING else f" and move the task to {NEEDS_HUMAN}"
-            )
-            out.append(
-                Issue(
-                    "dangling_dep",
-                    t.path,
-                    f"{t.path}: depends on {dep}, which {what}",
-                    t.id,
-                    fix,
-                    {"dep": dep, "archived": archived},
-                )
-            )
-    return out
-
-
-def _configs(snap: Snapshot) -> list[Issue]:
-    repo = snap.repo
-    c = repo.lookup(snap.tree, "config") if snap.tree else None
-    out = []
-    for path, blob in repo.walk_blobs(c.sha, "config/") if c is not None and c.is_tree else []:
-        for f in checks.check_file(path, repo.read_blob(blob)):
-            out.append(Issue("bad_config", path, str(f)))
     return out
 
 
@@ -238,23 +142,13 @@ def _rewritten(snap: Snapshot) -> list[Issue]:
     return [Issue("rewritten", f"refs/heads/{BRANCH}", why)] if why else []
 
 
-def scan(snap: Snapshot, *, lease: float, now: dt.datetime | None = None) -> list[Issue]:
-    """Everything wrong with the queue at ``snap`` (heartbeat refs as last fetched)."""
-    now = now or now_utc()
-    issues: list[Issue] = []
-    by_id = _walk_queue(snap, issues)
-    tasks = []
-    for refs in by_id.values():
-        for ref in refs:
-            issue, t = _examine(snap.repo, ref)
-            if issue:
-                issues.append(issue)
-            if t:
-                tasks.append(t)
-    issues += _duplicates(by_id)
-    issues += _ghost_claims(snap, tasks, lease, now)
-    issues += _dangling(snap, tasks, set(by_id))
-    issues += _configs(snap)
+def scan(snap: Snapshot, *, lease: float, now: dt.datetime | None = None, cache: Path | None = None) -> list[Issue]:
+    """Everything wrong with the queue at ``snap`` (heartbeat refs as last fetched): the problem list
+    validate and queue report (with dependencies met by archived tasks, which --fix drops), and what
+    only the repository shows (claims by machines that never beat, unsigned changes, a rewritten main)."""
+    found = survey(snap.repo, snap.commit, cache=cache, archived=True)
+    issues = [_issue(f) for f in found.findings]
+    issues += _ghost_claims(snap, found.tasks, lease, now or now_utc())
     issues += _untrusted(snap)
     issues += _rewritten(snap)
     return sorted(issues, key=lambda i: (i.kind, i.path))
@@ -272,7 +166,7 @@ def _scan_head(fleet: Fleet, lease: float | None) -> tuple[Snapshot, list[Issue]
             lease = float(fleet.config(snap).get("lease"))
         except (FleetqError, TypeError, ValueError):
             lease = 60.0
-    return snap, scan(snap, lease=lease)
+    return snap, scan(snap, lease=lease, cache=fleet.state_dir / CACHE_FILE)
 
 
 def fsck(fleet: Fleet, *, fix: bool = False, lease: float | None = None) -> Report:

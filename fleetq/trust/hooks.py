@@ -182,7 +182,7 @@ def run_pre_commit(root: Path) -> int:
     head = repo.rev("HEAD")
     old_tree = repo.tree_of(head) if head else None
     new_tree = index_tree(repo)
-    findings = receive.check_change(repo, old_tree, new_tree)
+    findings = receive.check_change(repo, old_tree, new_tree, head)
     if findings:
         _say(str(f) for f in findings[: receive.MAX_MESSAGES])
         _say(

@@ -11,7 +11,9 @@ from typing import Any
 
 @dataclass
 class Issue:
-    kind: str  # duplicate id_mismatch invalid misplaced ghost_claim dangling_dep bad_config untrusted rewritten
+    # the problem list's kinds (trust/checks.py: duplicate id_mismatch invalid misplaced secret dangling_dep
+    # never_runs bad_config), and what only fsck sees: ghost_claim untrusted rewritten
+    kind: str
     path: str
     detail: str
     task_id: str | None = None

@@ -4,7 +4,9 @@ A push to ``refs/heads/main`` is accepted only when it
 
 * keeps history (no deletion of main, no non-fast-forward: the queue's history
   is the history of record),
-* leaves every changed task and config file valid (``checks.check_file``),
+* leaves every changed task and config file valid (``checks.check_file``), and every task it
+  creates or re-aims sensible in the new tree: no dependency on a task that exists nowhere, and
+  a pending task some machine could run (``reach.Context``, the checks validate and queue run),
 * makes only legal transitions, commit by commit (``states.LEGAL``): a task file
   may not vanish except by archiving a done shard, a new task starts in pending/
   (or needs_human/, where fsck quarantines a file), and no task sits in two places,
@@ -21,14 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fleetq import yamlio
 from fleetq.core import states
 from fleetq.core.snapshot import Ref
-from fleetq.git.inspect import ZERO_SHA, blob_size, new_commits, parents_of
+from fleetq.core.task import Task
+from fleetq.git.inspect import ZERO_SHA, new_commits, parents_of
 from fleetq.git.repo import GitRepo
 from fleetq.layout import BRANCH, MACHINE_REFS, MAIN_REF
 from fleetq.trust import checks, signing
-from fleetq.trust.checks import Change, Finding, diff_trees, touched_ids, tree_snapshot
+from fleetq.trust.checks import Change, Finding, check_blob, diff_trees, touched_ids, tree_snapshot
+from fleetq.trust.reach import Context, decisive
 
 MAIN = MAIN_REF
 ENTRY_STATES = frozenset({states.PENDING, states.NEEDS_HUMAN})  # where a task may first appear
@@ -37,14 +40,6 @@ MAX_MESSAGES = 20
 
 
 # -- the checks --
-
-
-def check_blob(repo: GitRepo, path: str, blob: str) -> list[Finding]:
-    """One file's problems (a many-MB blob is refused without being read)."""
-    size = blob_size(repo, blob)
-    if size > yamlio.MAX_BYTES:
-        return [Finding(path, f"{path}: file is {size} bytes, over the {yamlio.MAX_BYTES} byte limit")]
-    return checks.check_file(path, repo.read_blob(blob))
 
 
 def _known(repo: GitRepo, old_tree: str | None, path: str) -> set[str]:
@@ -56,21 +51,36 @@ def _known(repo: GitRepo, old_tree: str | None, path: str) -> set[str]:
     else:
         e = repo.lookup(old_tree, path) if old_tree else None
         before = [(path, e.sha)] if e is not None and not e.is_tree else []
-    return {_bare(f) for p, b in before for f in check_blob(repo, p, b)}
+    return {_bare(f) for p, b in before for f in check_blob(repo, p, b)[0]}
 
 
 def _bare(f: Finding) -> str:
     return f.reason.removeprefix(f"{f.path}: ")
 
 
-def check_content(repo: GitRepo, tree: str | None, paths: Iterable[str], old_tree: str | None = None) -> list[Finding]:
-    """Every task or config file among ``paths`` that exists in ``tree`` must be valid.
+def _asks_anew(repo: GitRepo, old_tree: str | None, t: Task) -> bool:
+    """Whether a change makes ``t`` ask for something it did not (a new task, or new type, pin, needs or
+    dependencies): only then is it judged against the fleet again, so a hand-back or a report of a task the
+    fleet changed around (a capability dropped from machines.yaml since) still lands."""
+    for ref in tree_snapshot(repo, old_tree).locate(t.id) if old_tree else []:
+        old = check_blob(repo, ref.loc.path, ref.blob)[1]
+        if old is not None:
+            return decisive(old) != decisive(t)
+    return True
+
+
+def check_content(
+    repo: GitRepo, tree: str | None, paths: Iterable[str], old_tree: str | None = None, history: str | None = None
+) -> list[Finding]:
+    """Every task or config file among ``paths`` that exists in ``tree`` must be valid, and a task must make
+    sense in ``tree`` (``reach.Context``; ``history`` is the commit whose log knows archived tasks).
 
     With ``old_tree``, a problem the file already had there is not held against
     the change: fleetq's own transitions of a task admitted before a rule existed
     must still land (only new problems are refused).
     """
     found: list[Finding] = []
+    ctx = Context(repo, history, tree=tree)
     for path in sorted(set(paths)):
         if not path.startswith(CHECKED_DIRS) or tree is None:
             continue
@@ -80,7 +90,9 @@ def check_content(repo: GitRepo, tree: str | None, paths: Iterable[str], old_tre
         if entry.is_tree:
             found.append(Finding(path, f"{path}: a directory where a file belongs"))
             continue
-        problems = check_blob(repo, path, entry.sha)
+        problems, t = check_blob(repo, path, entry.sha)
+        if t is not None and ctx.concerns(t) and _asks_anew(repo, old_tree, t):
+            problems += ctx.findings(t)
         if problems and old_tree:
             known = _known(repo, old_tree, path)
             problems = [f for f in problems if _bare(f) not in known]
@@ -135,10 +147,12 @@ def check_transitions(
     return found
 
 
-def check_change(repo: GitRepo, old_tree: str | None, new_tree: str | None) -> list[Finding]:
-    """Content and transitions of one step (a commit, or HEAD -> the index)."""
+def check_change(
+    repo: GitRepo, old_tree: str | None, new_tree: str | None, history: str | None = None
+) -> list[Finding]:
+    """Content and transitions of one step (a commit, or HEAD -> the index; ``history``: HEAD)."""
     changes = diff_trees(repo, old_tree, new_tree)
-    return check_content(repo, new_tree, [c.path for c in changes if c.new], old_tree) + check_transitions(
+    return check_content(repo, new_tree, [c.path for c in changes if c.new], old_tree, history) + check_transitions(
         repo, old_tree, new_tree, changes
     )
 
@@ -161,7 +175,7 @@ def check_range(repo: GitRepo, commits: list[str], tip: str, base: str | None = 
             if what:
                 needs_sig.append((c, what, policy))
     base_tree = repo.tree_of(base) if base else None
-    msgs += [str(f) for f in check_content(repo, repo.tree_of(tip), written, base_tree)]
+    msgs += [str(f) for f in check_content(repo, repo.tree_of(tip), written, base_tree, tip)]
     bad = signing.verify_commits(repo, [(c, p.signers) for c, _, p in needs_sig])
     for c, what, _ in needs_sig:
         if c in bad:

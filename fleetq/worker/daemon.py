@@ -35,12 +35,15 @@ from fleetq.core.passplan import pass_plan
 from fleetq.core.snapshot import Problem, Snapshot
 from fleetq.core.task import Task, now_utc
 from fleetq.errors import Conflict, FleetqError, RemoteError
+from fleetq.git.locks import CloneLocked
+from fleetq.git.netcall import RemoteTimeout
 from fleetq.git.repo import HookRejected
 from fleetq.handlerapi import HandlerResult
 from fleetq.layout import TRACKING
 from fleetq.worker.headcache import HeadCache
 from fleetq.worker.intake import Intake
 from fleetq.worker.lease import Lease
+from fleetq.worker.outage import CAP, Outage
 from fleetq.worker.runner import Runner
 from fleetq.worker.signals import Signals
 from fleetq.worker.state import Run, WorkerState
@@ -71,13 +74,13 @@ class Worker(WorkerState):
         watch: bool = True,
         force: bool = False,
     ) -> None:
+        fleet.warn = log.warning  # a checkout left behind, a stale lock removed: in the worker's log
         if lease is not None or heartbeat is not None:  # flags that cannot fence: refused before anything runs
             settings = fleet.config(fleet.snapshot()).settings if lease is None else {}
             liveness.effective(lease, heartbeat, settings, float(DEFAULT_SETTINGS["lease"]))
         opts = {"slots": slots, "poll": poll, "lease": lease, "heartbeat": heartbeat, "prefer_grace": grace}
         super().__init__(fleet, opts)
         self.once, self.burst, self.watch, self.force = once, burst, watch, force
-        self.last_checkout = 0.0
         self._observer_thread: BaseObserver | None = None
         self._busy_recently = True
         self.claimed_total = 0
@@ -87,15 +90,19 @@ class Worker(WorkerState):
         self.lease = Lease(self)
         self.runner = Runner(self)
         self.intake = Intake(self)
+        self.outage = Outage()
         self.signals = Signals(self._on_signal)
 
     # -- lifecycle --
     def run(self) -> int:
         lock = self._one_per_clone()
+        if self.signals.install():  # before the first fetch: SIGTERM must not wait for a remote that hangs
+            self.signals.start()
         try:
             self._check_identity()
             return self._run()
         finally:
+            self.signals.stop()
             lock.release()
 
     def _one_per_clone(self) -> FileLock:
@@ -126,18 +133,15 @@ class Worker(WorkerState):
                 raise Conflict(clash)
 
     def _run(self) -> int:
-        if self.signals.install():
-            self.signals.start()
         self._start_watch()
         log.info("worker %s starting on %s", self.fleet.machine, self.fleet.root)
         try:
             self._loop()
         finally:
-            self.signals.stop()
             if self._observer_thread is not None:
                 self._observer_thread.stop()
             self.lease.goodbye()
-            self._refresh_checkout(force=True)
+            self._refresh_checkout()
             self._notify_last()
         log.info(
             "worker %s stopped (%d claimed, %d finished)", self.fleet.machine, self.claimed_total, self.finished_total
@@ -164,6 +168,7 @@ class Worker(WorkerState):
         """Act on SIGTERM/SIGINT (outside the handler): the first stops warm, the next hands back."""
         what = "handing running tasks back" if self.stopping else "finishing running tasks, then exiting"
         log.info("signal %s: %s", signum, what)
+        self.fleet.repo.net.hurry()  # a git call waiting on a remote that does not answer ends now
         self.stop()
 
     def _loop(self) -> None:
@@ -178,12 +183,17 @@ class Worker(WorkerState):
         while True:
             self.signals.act()
             self.idle = False
+            with self.lock:
+                idle_stop = self.stopping and not self.running
+            if idle_stop and not self.journal.pending():
+                return  # stopped with nothing to report: no pass (the remote may not even answer)
             try:
                 self.tick(claim=not (self.once and passes))
+                self.outage.answered()
             except HookRejected as e:
                 log.error("the remote's hook refused a push: %s", e)
-            except RemoteError as e:
-                log.warning("remote unreachable: %s (results stay in the journal)", e)
+            except (RemoteError, RemoteTimeout, CloneLocked) as e:
+                self.outage.failed(e, cap=self._backoff_cap())  # one log line per step, not per try
             except Conflict as e:
                 log.warning("%s", e)
             except FleetqError as e:
@@ -201,13 +211,19 @@ class Worker(WorkerState):
                 time.sleep(LINGER)  # let runs that end together share one commit and one push
 
     def _sleep_for(self) -> float:
-        """Until the timer, the next heartbeat or the next schedule fire, whichever is first."""
+        """Until the timer, the next heartbeat or the next schedule fire, whichever is first; while the
+        remote is down, the backoff (heartbeats have their own thread: a failed one is not due at once)."""
+        if self.outage.down:
+            return self.outage.delay
         poll = float(self.setting("poll") or 5)
-        hb = float(self.setting("heartbeat") or 10)
-        until = [poll, self.lease.last_beat + hb - time.time()]
+        until = [poll, self.lease.next_beat_in()]
         if self.intake.next_fire is not None:
             until.append(self.intake.next_fire - time.time() + 0.05)
         return max(0.05, min(until))
+
+    def _backoff_cap(self) -> float:
+        """The longest wait between passes while the remote is down (worker/outage.py)."""
+        return min(CAP, max(float(self.setting("poll") or 5), self.timing().lease / 4))
 
     def _flush_quietly(self) -> None:
         try:
@@ -222,13 +238,13 @@ class Worker(WorkerState):
         fleet = self.fleet
         results = self.journal.pending()
         free = 0 if (self.stopping or not claim) else max(0, int(self.setting("slots")) - len(self.running))
-        if free and not self.lease.held():
-            self.lease.beat(force=True)  # fencing: claim only while our heartbeat is known to land
-            if not self.lease.held():
-                free = 0
         head = self.heads.sync(force=bool(results) or free > 0 and self._busy_recently)
         snap = Snapshot(fleet.repo, head)
         cfg = self.heads.refresh(snap)
+        if free and not self.lease.held():  # after the config is read: the beat announces its lease
+            self.lease.beat(force=True)  # fencing: claim only while our heartbeat is known to land
+            if not self.lease.held():
+                free = 0
         self.notifier.check(snap)
         self.heads.check_running(snap)
         if self.intake.dropped:
@@ -302,11 +318,8 @@ class Worker(WorkerState):
             log.debug("no last notification check: %s", e)
         self.notifier.drain(5)
 
-    def _refresh_checkout(self, *, force: bool = False) -> None:
-        """Keep the person's checkout current when it is clean (throttled: it costs a few git calls)."""
-        if not force and time.time() - self.last_checkout < 10:
-            return
-        self.last_checkout = time.time()
+    def _refresh_checkout(self) -> None:
+        """Keep the person's checkout current when it is clean (free unless our push moved the head)."""
         try:
             self.fleet.refresh_checkout()
         except FleetqError as e:

@@ -12,14 +12,12 @@ import datetime as dt
 import logging
 import time
 
-from fleetq import yamlio
-from fleetq.core import states
+from fleetq.core import clock, states
 from fleetq.core.config import FleetConfig
 from fleetq.core.heartbeat import Beat, Observer
 from fleetq.core.reaper import find_orphans
 from fleetq.core.snapshot import Snapshot
 from fleetq.core.states import CLAIMED
-from fleetq.core.task import fmt_time, parse_time
 from fleetq.errors import FleetqError
 from fleetq.layout import TRACKING
 from fleetq.run import notify
@@ -28,6 +26,7 @@ from fleetq.trust.fsck import rewritten
 from fleetq.worker.state import WorkerState
 
 log = logging.getLogger("fleetq.worker.headcache")
+SIGHTINGS = "sightings.yaml"
 
 
 class HeadCache:
@@ -37,11 +36,15 @@ class HeadCache:
         self.worker = worker
         self.observer = Observer(worker.fleet)
         # task id -> when this machine first saw it pending; on disk, so `work --once` from cron keeps it
-        self.sightings_path = worker.fleet.state_dir / "sightings.yaml"
-        self.first_seen: dict[str, dt.datetime] = self._load_sightings()
+        self.first_seen: dict[str, dt.datetime] = worker.recall_times(SIGHTINGS)
         self.last_reap = 0.0
         self.beats: dict[str, Beat] = {}  # the heartbeats as of the last reap pass (read once, used twice)
         self._tree: tuple[str, ...] | None = None
+
+    @property
+    def fetched_ok_at(self) -> float:
+        """Monotonic time of the last fetch (or up-to-date ls-remote) that worked; kept on the worker."""
+        return self.worker.fetched_ok_at
 
     def sync(self, *, force: bool) -> str | None:
         """The remote head: fetched when it moved (a cheap ls-remote decides) or when we will push anyway."""
@@ -51,9 +54,12 @@ class HeadCache:
         if not force:
             remote = repo.ls_remote_head()
             if remote == local and local is not None:
+                self.worker.fetched_ok_at = clock.mono()
                 return local
         with fleet.lock:
             head = repo.fetch()
+            fleet.follow()  # a clean checkout keeps up with the queue
+        self.worker.fetched_ok_at = clock.mono()  # the lease counts only while the head can be read (lease.py)
         if repo.forced_update:
             why = rewritten(repo)
             if why:
@@ -112,25 +118,7 @@ class HeadCache:
             if tid not in pending:
                 del self.first_seen[tid]
         if set(self.first_seen) != before:
-            try:
-                yamlio.write_file(self.sightings_path, {k: fmt_time(v) for k, v in sorted(self.first_seen.items())})
-            except (OSError, FleetqError) as e:
-                log.warning("cannot keep first sightings in %s: %s", self.sightings_path, e)
-
-    def _load_sightings(self) -> dict[str, dt.datetime]:
-        try:
-            data = yamlio.read_file(self.sightings_path)
-        except FleetqError:
-            return {}
-        out: dict[str, dt.datetime] = {}
-        for k, v in (data if isinstance(data, dict) else {}).items():
-            try:
-                when = parse_time(v)
-            except (TypeError, ValueError):
-                when = None
-            if isinstance(k, str) and when is not None:
-                out[k] = when
-        return out
+            self.worker.keep_times(SIGHTINGS, self.first_seen)
 
     def check_running(self, snap: Snapshot) -> None:
         """A task moved out of claimed (cancel, resolve, reap) while it runs is killed here."""

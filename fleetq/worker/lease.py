@@ -18,10 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from typing import Any
 
-from fleetq.core import liveness
+from fleetq.core import clock, liveness
 from fleetq.core.heartbeat import beat, load_metrics
 from fleetq.errors import FleetqError
 from fleetq.worker.state import WorkerState
@@ -35,10 +34,13 @@ class Lease:
     def __init__(self, worker: WorkerState) -> None:
         self.worker = worker
         self.seq = 0
-        self.last_beat = 0.0  # when the last heartbeat attempt ended
-        self.beat_landed = 0.0  # when the last heartbeat that landed was started (fencing)
+        # Monotonic (core/clock.py): a step of the wall clock neither holds nor breaks the lease.
+        self.last_beat = -1e9  # when the last heartbeat attempt ended
+        self.beat_landed = -1e9  # when the last heartbeat that landed was started (fencing)
         self._stop = threading.Event()  # ends the fence and heartbeat threads
         self._beat_lock = threading.Lock()  # the loop and the heartbeat thread never beat at once
+        self._unread_said = False  # "not heartbeating" is logged once per spell
+        self._failed_said: float | None = None  # when "heartbeat failed" was logged: once per spell of failures
 
     def _heartbeat(self) -> float:
         return self.worker.timing().heartbeat
@@ -61,7 +63,7 @@ class Lease:
         """Heartbeats in their own thread too: a pass stuck in push retries must not starve the lease."""
         hb = self._heartbeat()
         while not self._stop.wait(min(0.5, hb / 4)):
-            if self.worker.cfg is not None and time.time() - self.last_beat >= hb:
+            if self.worker.cfg is not None and clock.mono() - self.last_beat >= hb:
                 self.beat()
 
     # -- fencing --
@@ -71,14 +73,14 @@ class Lease:
 
     def held(self) -> bool:
         """Whether a heartbeat landed recently enough that nobody may reap our claims yet."""
-        return time.time() - self.beat_landed < self.fence_after()
+        return clock.mono() - self.beat_landed < self.fence_after()
 
     def fence(self) -> None:
         """Kill running tasks when our heartbeat has not landed for too long: others may reap them."""
         if self.held():
             return
         w = self.worker
-        age = time.time() - self.beat_landed
+        age = clock.mono() - self.beat_landed
         with w.lock:
             runs = [r for r in w.running.values() if not r.handing_back]
             for r in runs:
@@ -91,13 +93,20 @@ class Lease:
             w.wake.set()
 
     # -- heartbeats --
+    def next_beat_in(self) -> float:
+        """Seconds until the next heartbeat is due (the loop sleeps no longer)."""
+        return self.last_beat + self._heartbeat() - clock.mono()
+
     def beat(self, *, force: bool = False) -> None:
         """Heartbeat when one is due (or ``force``), unless the other thread is beating right now."""
-        if not force and time.time() - self.last_beat < self._heartbeat():
+        if not force and clock.mono() - self.last_beat < self._heartbeat():
             return
-        if not self._beat_lock.acquire(blocking=False):
+        # Forced (the claim gate): wait for a beat under way, which may be all the gate needs.
+        if not self._beat_lock.acquire(blocking=force):
             return  # the other thread is beating right now
         try:
+            if force and self.held():
+                return
             self._beat_now()
         finally:
             self._beat_lock.release()
@@ -112,8 +121,24 @@ class Lease:
         with self._beat_lock:
             self._beat_now(stopped=done)
 
+    def head_unread(self) -> str | None:
+        """Why this worker must not heartbeat: it could not read the head for longer than the fence
+        allows (a wedged clone whose pushes still land would otherwise keep its claims forever)."""
+        silent = clock.mono() - self.worker.fetched_ok_at
+        if silent <= self.fence_after():
+            return None
+        return f"no fetch of the remote's head has worked for {silent:.0f}s"
+
     def _beat_now(self, *, stopped: bool = False) -> None:
         w = self.worker
+        unread = None if stopped else self.head_unread()
+        if unread:
+            if not self._unread_said:
+                log.error("not heartbeating: %s; other workers may reap this machine's claims", unread)
+            self._unread_said = True
+            self.last_beat = clock.mono()
+            return
+        self._unread_said = False
         self.seq += 1
         spec = w.cfg.machine(w.fleet.machine) if w.cfg else None
         with w.lock:
@@ -138,9 +163,11 @@ class Lease:
             "load": load_metrics(),
         }
         try:
-            started = time.time()  # before the push: a reaper can only see it after it landed
+            started = clock.mono()  # before the push: a reaper can only see it after it landed
             beat(w.fleet, info)
-            self.last_beat = time.time()
+            self.last_beat = clock.mono()
             self.beat_landed = started
         except FleetqError as e:
-            log.warning("heartbeat failed: %s", e)
+            if self._failed_said is None or self.beat_landed > self._failed_said:  # once until one lands
+                log.warning("heartbeat failed: %s (logged once until one lands)", e)
+            self._failed_said = self.last_beat = clock.mono()  # the next try waits a heartbeat, not 0.5 s

@@ -28,6 +28,7 @@ from fleetq.trust import signing
 from fleetq.worker.state import Run, WorkerState
 
 log = logging.getLogger("fleetq.worker.runner")
+LIMITED = "limited.yaml"  # in the state dir
 
 
 class Runner:
@@ -35,7 +36,8 @@ class Runner:
 
     def __init__(self, worker: WorkerState) -> None:
         self.worker = worker
-        self.limited: dict[str, dt.datetime] = {}  # agent -> until when it is usage-limited (seen here)
+        # agent -> until when it is usage-limited (seen here); on disk, so `work --once` keeps it
+        self.limited: dict[str, dt.datetime] = worker.recall_times(LIMITED)
 
     def take(self, claimed: list[Task]) -> None:
         """Run what a pass claimed, or refuse what must not run. Main thread only."""
@@ -144,12 +146,16 @@ class Runner:
         if agent:
             with w.lock:
                 self.limited[str(agent)] = max(until, self.limited.get(str(agent), until))
+                w.keep_times(LIMITED, self.limited)
         log.info("%s: usage limit (agent %s) until %s", t.id, agent or "?", fmt_time(until))
 
     def usable_agents(self) -> set[str]:
         """Installed agents minus those this worker saw hit a usage limit that has not reset yet."""
         now = now_utc()
         with self.worker.lock:
-            for name in [n for n, until in self.limited.items() if until <= now]:
+            over = [n for n, until in self.limited.items() if until <= now]
+            for name in over:
                 del self.limited[name]
+            if over:
+                self.worker.keep_times(LIMITED, self.limited)
             return self.worker.installed - set(self.limited)

@@ -7,17 +7,19 @@ state; :class:`fleetq.worker.daemon.Worker` extends it with the loop.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetq.core import liveness
+from fleetq import yamlio
+from fleetq.core import clock, liveness
 from fleetq.core.clone import Fleet
 from fleetq.core.config import DEFAULT_SETTINGS, FleetConfig
-from fleetq.core.task import Task
-from fleetq.errors import UsageError
+from fleetq.core.task import Task, fmt_time, parse_time
+from fleetq.errors import FleetqError, UsageError
 from fleetq.run import notify
 from fleetq.worker.journal import Journal
 
@@ -53,11 +55,36 @@ class WorkerState:
         self.wake = threading.Event()
         self.stopping = False
         self.handback = False
+        self.fetched_ok_at = clock.mono()  # the last fetch (or up-to-date ls-remote) that worked
         self.reported_bad: set[str] = set()  # problems logged once, not every pass
         self.cfg: FleetConfig | None = None
         self.agents: dict[str, Any] = {}
         self.installed: set[str] = set()
         self.notifier = notify.Notifier(fleet)  # tells this machine's user about the tasks it created
+
+    # -- memory between passes: `work --once` from cron makes each pass a new process --
+    def recall_times(self, name: str) -> dict[str, dt.datetime]:
+        """A map of key -> time kept in the clone's state dir under ``name`` (empty when unreadable)."""
+        try:
+            data = yamlio.read_file(self.fleet.state_dir / name)
+        except FleetqError:
+            return {}
+        out: dict[str, dt.datetime] = {}
+        for k, v in (data if isinstance(data, dict) else {}).items():
+            try:
+                when = parse_time(v)
+            except (TypeError, ValueError):
+                when = None
+            if isinstance(k, str) and when is not None:
+                out[k] = when
+        return out
+
+    def keep_times(self, name: str, times: dict[str, dt.datetime]) -> None:
+        path = self.fleet.state_dir / name
+        try:
+            yamlio.write_file(path, {k: fmt_time(v) for k, v in sorted(times.items())})
+        except (OSError, FleetqError) as e:
+            log.warning("cannot keep %s: %s", path, e)
 
     def timing(self) -> liveness.Timing:
         """The lease and heartbeat this worker keeps (flags first; fleet.yaml's pair when it holds).

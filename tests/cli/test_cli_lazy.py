@@ -69,4 +69,4 @@ def test_commands_run_through_the_lazy_group(cli, fleets) -> None:  # noqa: ANN0
     res = cli("--fleet", fleets.first.root, "queue", "--json")
     assert res.code == 0 and "lazy one" in res.out
     res = cli("no-such-command")
-    assert res.code == 2 and "No such command" in res.err
+    assert res.code == 2 and "no such command" in res.err

@@ -84,11 +84,13 @@ def test_assign_queue_show_on_every_clone(fleets: Fleets, cli) -> None:
 def test_assign_checks_machine_capability_and_agent(fleets: Fleets, cli) -> None:
     root = fleets.first.root
     res = cli("--fleet", root, "assign", "build ios", "--machine", "alpha", "--type", "ios_build")
-    assert res.code == 1 and "cannot run ios_build" in res.err
+    assert res.code == 2 and "cannot run ios_build" in res.err
     res = cli("--fleet", root, "assign", "x", "--machine", "nosuch")
     assert res.code == 2 and "unknown machine 'nosuch'" in res.err
     res = cli("--fleet", root, "assign", "write code", "--machine", "alpha", "--agent", "nosuchagent")
-    assert res.code == 0  # warn only
+    assert res.code == 2 and "agent nosuchagent is neither built in nor in config/agents.yaml" in res.err
+    res = cli("--fleet", root, "assign", "write code", "--machine", "alpha", "--agent", "codex")
+    assert res.code == 0, res.err  # a known agent the machine does not list: a warning only
     res2 = cli("--fleet", root, "show", res.out.strip(), "--json")
     assert json.loads(res2.out)["target"] == "alpha"
     res = cli("--fleet", root, "assign", "no script", "--type", "run_script")
@@ -249,7 +251,7 @@ def test_machine_name_sources(fleets: Fleets, cli, monkeypatch) -> None:
     )
     monkeypatch.setenv("FLEETQ_MACHINE", "../bad")
     res = cli("--fleet", root, "queue")
-    assert res.code == 1 and "not a safe name" in res.err
+    assert res.code == 2 and "not a safe name" in res.err
 
 
 def test_a_repo_with_a_queue_dir_is_not_taken_for_a_fleet(fleets: Fleets, cli, tmp_path: Path, monkeypatch) -> None:

@@ -100,7 +100,7 @@ def _session(t: Terminal) -> None:
     t.send("exec alpha echo shell-ran-$((40+2))\r")
     assert "shell-ran-42" in t.expect(PROMPT)
     t.send("nosuchcommand\r")
-    assert "No such command" in t.expect(PROMPT)
+    assert "no such command" in t.expect(PROMPT)
     t.send("help queue\r")
     assert "List tasks, newest first." in t.expect(PROMPT)
     t.send("exit\r")

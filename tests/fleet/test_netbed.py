@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+import support.sshd as sshd_support
+from support import netbed
 from support.netbed import NetBed, bed_fixture
 from support.workers import add, states_of, tasks, wait_for
 
@@ -59,3 +62,61 @@ def test_cut_and_heal(bed: NetBed) -> None:
     wait_for(lambda: reach(bed, 1, sshd.address, sshd.port), 10, what="h1 back on the network")
     res = bed.fleetq(bed.host(1), "--fleet", str(bed.host(1).clone), "status")
     assert res.returncode == 0, res.stderr
+
+
+def _our_namespaces() -> set[str]:
+    """This process's namespaces (fq<pid>-...), as `ip netns list` shows them."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
+    return {line.split()[0] for line in listed if line.startswith(f"fq{os.getpid()}-")}
+
+
+def _watch_netns_adds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    made: list[str] = []
+    real = netbed._ip
+
+    def spy(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = real(*args, check=check)
+        if args[:2] == ("netns", "add") and res.returncode == 0 and not args[2].endswith("-probe"):
+            made.append(args[2])
+        return res
+
+    monkeypatch.setattr(netbed, "_ip", spy)
+    return made
+
+
+@pytest.mark.parametrize("mode", ["netns", "loopback"])
+def test_a_missing_sshd_skips_before_anything_is_made(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    if mode == "netns" and netbed.netns_available() is not None:
+        pytest.skip(f"no network namespaces here: {netbed.netns_available()}")
+    before = _our_namespaces()
+    made = _watch_netns_adds(monkeypatch)
+    monkeypatch.setattr(sshd_support, "SSHD", None)  # as on a machine without openssh-server
+    bed = NetBed(tmp_path / "bed", force_loopback=mode == "loopback")
+    request.addfinalizer(bed.teardown)  # whatever the asserts say, nothing outlives the test
+    with pytest.raises(pytest.skip.Exception, match="needs sshd"):
+        bed.create(3)
+    assert made == [] and bed.namespaces == [] and bed.hosts == [] and bed.servers == []
+    bed.teardown()  # the finalizer tears down again: twice is harmless
+    assert _our_namespaces() == before
+
+
+def test_teardown_removes_only_what_the_bed_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A create that fails halfway (here: a namespace of its name already exists) leaves nothing of its
+    own behind and does not take what it did not make."""
+    if netbed.netns_available() is not None:
+        pytest.skip(f"no network namespaces here: {netbed.netns_available()}")
+    bed = NetBed(tmp_path / "bed")
+    squatter = bed.ns(1)
+    subprocess.run(["ip", "netns", "add", squatter], check=True)
+    try:
+        with pytest.raises(subprocess.CalledProcessError):
+            bed.create(3)
+        assert bed.namespaces == [bed.ns("sw"), bed.ns(0)]
+        bed.teardown()
+        assert _our_namespaces() == {squatter}
+    finally:
+        subprocess.run(["ip", "netns", "del", squatter], capture_output=True)
+        bed.teardown()
+    assert _our_namespaces() == set()

@@ -193,6 +193,20 @@ def test_assign_sync_and_presync_pull_the_code_before_the_run(fleet, cli, tmp_pa
     assert presync(_ctx(tmp_path, {"sync": {"path": 1}})).outcome == "needs_human"
 
 
+def test_a_failed_sync_names_the_cause_not_rsyncs_last_line(fleet, cli, tmp_path: Path) -> None:
+    """rsync ends with `rsync error: ... (code 12)` or `Broken pipe`; the one line says what went wrong."""
+    src = _tree(tmp_path)
+    res = cli("--fleet", fleet.root, "sync", "b", src, "--dest", "/proc/fleetq-nowhere/x")
+    assert res.code == 3 and res.err.count("\n") == 1, res.err
+    assert "rsync to b (fleet-b) failed" in res.err and "mkdir: cannot create directory" in res.err, res.err
+    assert "rsync error" not in res.err and "connection unexpectedly closed" not in res.err
+    gone = {"path": str(tmp_path / "gone"), "from": "fleet-alpha", "machine": "alpha", "dest": str(tmp_path / "here")}
+    bad = presync(_ctx(tmp_path, {"sync": gone}))
+    assert bad is not None and bad.outcome == FAILED
+    assert "No such file or directory" in bad.error and "change_dir" in bad.error, bad.error
+    assert "Broken pipe" not in bad.error and "rsync error" not in bad.error
+
+
 def test_worker_pulls_the_code_before_it_runs(fleet, fleets: Fleets, tmp_path: Path) -> None:
     src, dest = _tree(tmp_path), tmp_path / "checkout-on-b"
     add(

@@ -158,7 +158,7 @@ def test_queue_shows_the_wait(fleets: Fleets, cli) -> None:
     assert res.code == 0, res.err
     row = next(line for line in res.out.splitlines() if line.startswith("w000"))
     assert "pending (waits 1h)" in row
-    assert "waits" not in next(line for line in res.out.splitlines() if line.startswith("n000"))
+    assert "pending (waits" not in next(line for line in res.out.splitlines() if line.startswith("n000"))
     res = cli("--fleet", f.root, "queue", "--json")
     assert {t["id"]: t.get("not_before") for t in json.loads(res.out)["tasks"]}["w000"] == later
 

@@ -41,9 +41,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/: the support package
-from support.sshd import SshServer  # noqa: E402
+from support.sshd import SshServer, require_tools  # noqa: E402
 
-PREFIX_RE = re.compile(r"^fq(\d+)-(sw|h\d+)$")
+PREFIX_RE = re.compile(r"^fq(\d+)-(sw|h\d+|probe)$")
 SSH_PORT = 2222
 REMOTE_ALIAS = "fleet-remote"
 WORKER_FLAGS = ["--poll", "0.5", "--heartbeat", "1", "--lease", "10"]
@@ -157,6 +157,7 @@ class NetBed:
         """h0 (the remote) and n_hosts - 1 worker hosts, each with a clone; the remote holds a new fleet."""
         from fleetq.trust.hooks import prepare_bare
 
+        require_tools()  # a missing sshd skips the test before anything is made, not halfway through
         cleanup_stale()
         if self.netns:
             self._make_network(n_hosts)
@@ -177,8 +178,8 @@ class NetBed:
         return self
 
     def _add_netns(self, name: str) -> None:
-        self.namespaces.append(name)  # before it exists: teardown removes whatever a failed create left
         _ip("netns", "add", name)
+        self.namespaces.append(name)  # once made: teardown removes what this bed made, and only that
 
     def _make_network(self, n: int) -> None:
         sw = self.ns("sw")
@@ -337,22 +338,27 @@ class NetBed:
 
     # -- the end --
     def teardown(self) -> None:
-        for h in self.hosts:
-            if h.proc is not None and h.proc.poll() is None:
-                try:
-                    os.killpg(h.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                h.proc.wait(10)
-            self._drop_masters(h)
-        for s in self.servers:
+        """Stop what this bed started and remove what it made (a half-made bed included); safe to call twice.
+
+        The namespaces go whatever fails before them: a leaked one outlives the test run."""
+        try:
+            for h in self.hosts:
+                _quietly(self._stop_host, h)
+            for s in self.servers:
+                _quietly(s.stop)
+        finally:
+            while self.namespaces:
+                _kill_netns(self.namespaces.pop())
+            shutil.rmtree(self.short, ignore_errors=True)
+
+    def _stop_host(self, h: Host) -> None:
+        if h.proc is not None and h.proc.poll() is None:
             try:
-                s.stop()
-            except Exception:  # noqa: BLE001 - tear down the rest anyway
+                os.killpg(h.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
-        while self.namespaces:
-            _kill_netns(self.namespaces.pop())
-        shutil.rmtree(self.short, ignore_errors=True)
+            h.proc.wait(10)
+        self._drop_masters(h)
 
     def describe(self) -> list[str]:
         lines = [self.mode_note, f"remote: {self.bare} (served by sshd on {self.address(0)}:{self.servers[0].port})"]
@@ -362,6 +368,13 @@ class NetBed:
             env = " ".join(f"{k}={v}" for k, v in h.env.items() if k.startswith(("HOME", "FLEETQ", "GIT_CONFIG_G")))
             lines.append(f"    {where}env -i {env} {sys.executable} -m fleetq --fleet {h.clone} status")
         return lines
+
+
+def _quietly(step: Any, *args: Any) -> None:
+    try:
+        step(*args)
+    except Exception:  # noqa: BLE001 - tear down the rest anyway
+        pass
 
 
 def isolate_process(base: Path) -> None:

@@ -55,7 +55,7 @@ def test_fsck_finds_every_seeded_problem(fleets: Fleets, cli) -> None:
         "duplicate",
         "task dup is in 2 places",
         "id_mismatch",
-        "the id field says 'wrong'",
+        "id 'wrong' does not match the file name 'idm.yaml'",
         "invalid",
         "queue/pending/bad.yaml",
         "misplaced",

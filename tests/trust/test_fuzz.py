@@ -207,4 +207,4 @@ def test_cli_arguments_never_crash(small_fleet: Path, cli, command: list[str], a
         said = (res.err or res.out).strip()
         assert said, f"exit {res.code} with nothing said for {command + args}"
         lines = [ln for ln in res.err.splitlines() if ln.strip()]
-        assert not lines or any(ln.startswith(("fleetq:", "Error:", "warning:")) for ln in lines), res.err
+        assert not lines or any(ln.startswith(("fleetq:", "fleetq ", "warning:")) for ln in lines), res.err

@@ -13,6 +13,10 @@ from fleetq.trust import hooks
 from support.fleets import Fleets, git
 
 GOOD = "# written by hand\nid: {tid}\ntype: run_script\ntitle: by hand\npayload:\n  script: 'true'\n"
+SCHEDULE = (
+    "schedules:\n  nightly:\n    cron: '{cron}'\n    timezone: {tz}\n    task:\n      type: run_script\n"
+    "      payload:\n        script: 'true'\n"
+)
 FOREIGN = '#!/bin/sh\necho foreign-ran >> "$(git rev-parse --git-dir)/foreign.log"\nexit 0\n'
 
 
@@ -68,6 +72,15 @@ def test_blocks_a_bad_hand_written_task_and_passes_a_good_one(clone: Path) -> No
         ("config/machines.yaml", "machines: [a, b]\n", "expected a top-level 'machines:' mapping"),
         ("queue/pending/m6.yaml", "id: m6\npayload:\n  key: sk-ant-abcdefghijklmnopqrstuvwx\n", "carries a secret"),
         ("config/allowed_signers", "bob ssh-ed25519\n", "config/allowed_signers:1: expected"),
+        # the problems validate and queue report (trust/survey.py), refused here alike
+        ("config/schedules.yaml", SCHEDULE.format(cron="99 * * * *", tz="UTC"), "bad cron expression '99 * * * *'"),
+        ("config/schedules.yaml", SCHEDULE.format(cron="0 3 * * *", tz="Mars/Base"), "unknown time zone 'Mars/Base'"),
+        ("config/machines.yaml", "machines:\n  alpha:\n    capabilites: [run_script]\n", "unknown key 'capabilites'"),
+        ("config/agents.yaml", "agents:\n  mine:\n    kind: cli\n", "agent 'mine': argv is required"),
+        ("queue/pending/d1.yaml", GOOD.format(tid="d1") + "depends_on: [nope]\n", "depends on nope, which does not"),
+        ("queue/pending/q1.yaml", GOOD.format(tid="q1") + "requires: [quantum]\n", "capability quantum"),
+        ("queue/pending/t1.yaml", GOOD.format(tid="t1") + "target: nosuchbox\n", "unknown machine 'nosuchbox'"),
+        ("queue/pending/a1.yaml", "id: a1\ntype: agent_run\nagent: nosuchagent\n", "agent nosuchagent is neither"),
     ],
 )
 def test_blocks_each_kind_of_bad_file(clone: Path, rel: str, text: str, reason: str) -> None:

@@ -86,6 +86,36 @@ def test_bad_config_file_is_refused(guarded: Fleets) -> None:
     assert "config/machines.yaml" in msg and "slots must be a positive integer" in msg
 
 
+@pytest.mark.parametrize(
+    "path,body,reason",
+    [
+        ("config/schedules.yaml", b"schedules:\n  n:\n    cron: '99 * * * *'\n", "bad cron expression '99 * * * *'"),
+        ("config/machines.yaml", b"machines:\n  alpha:\n    capabilites: [x]\n", "did you mean 'capabilities'?"),
+        ("queue/pending/d1.yaml", GOOD.replace(b"{tid}", b"d1") + b"depends_on: [nope]\n", "depends on nope"),
+        ("queue/pending/q1.yaml", GOOD.replace(b"{tid}", b"q1") + b"requires: [quantum]\n", "capability quantum"),
+        ("queue/pending/t1.yaml", GOOD.replace(b"{tid}", b"t1") + b"target: nosuchbox\n", "unknown machine"),
+        ("queue/pending/a1.yaml", b"id: a1\ntype: agent_run\nagent: nosuchagent\n", "agent nosuchagent is neither"),
+    ],
+)
+def test_what_validate_reports_is_refused(guarded: Fleets, path: str, body: bytes, reason: str) -> None:
+    msg = rejected(guarded.first, {path: body})
+    assert path in msg and reason in msg, msg
+
+
+def test_dependencies_on_archived_or_pushed_together_tasks_are_accepted(guarded: Fleets) -> None:
+    f = guarded.first
+    done_task(f, "arch")
+    assert transitions.archive(f, time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400)))
+    raw_push(
+        f,
+        {
+            "queue/pending/after.yaml": GOOD.replace(b"{tid}", b"after") + b"depends_on: [arch, first]\n",
+            "queue/pending/first.yaml": GOOD.replace(b"{tid}", b"first"),
+        },
+    )
+    assert states_of(f) == {"after": "pending", "first": "pending"}
+
+
 def test_secrets_and_broken_trust_files_are_refused(guarded: Fleets) -> None:
     f = guarded.first
     body = (

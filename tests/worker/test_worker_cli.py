@@ -95,14 +95,15 @@ def test_a_change_seen_after_a_long_gap_is_dated_by_its_own_stamp(fleets: Fleets
     import datetime as dt
 
     from fleetq import yamlio
-    from fleetq.core import heartbeat
+    from fleetq.core import clock, heartbeat
 
     ghost = fleets.clone("ghost")
     obs = heartbeat.Observer(fleets.first)
     beat(ghost, {"seq": 1})
     assert obs.read()["ghost"].age < 5  # a first sighting of a fresh beat
-    seen = yamlio.read_file(obs.path)
-    seen["#last_read"] = time.time() - 600
+    seen = yamlio.read_file(obs.path)  # as if that look, and the beat it saw, were 10 and 11 minutes ago
+    seen["#last_read"] = clock.Mark.now(ago=600).plain()
+    seen["ghost"]["stamp"] -= 660
     yamlio.write_file(obs.path, seen)
     eight_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=8)
     monkeypatch.setattr(heartbeat, "now_utc", lambda: eight_ago)

@@ -12,10 +12,13 @@ from fleetq.cli.context import AppContext, pass_app
 from fleetq.core import submit, transitions
 from fleetq.core.clone import Fleet
 from fleetq.core.snapshot import Snapshot
+from fleetq.core.states import PENDING, task_path
+from fleetq.core.task import Task
 from fleetq.errors import Reported, UsageError
 from fleetq.fleet import remote, routing
 from fleetq.fleet.view import open_view
 from fleetq.layout import TRACKING
+from fleetq.trust.reach import Reach
 
 
 def _confirm(as_json: bool) -> bool:
@@ -77,6 +80,9 @@ def _route(
     help="Before it runs, the machine pulls PATH from this machine with rsync (and runs there unless --cwd).",
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm an auto-routed choice.")
+@click.option(
+    "--force", is_flag=True, help="Queue it even when no machine could ever run it (a machine still to join)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new task as JSON.")
 @pass_app
 def assign(
@@ -94,6 +100,7 @@ def assign(
     task_id: str | None,
     sync_path: str | None,
     yes: bool,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Queue a task described by DESCRIPTION; prints its id."""
@@ -110,6 +117,11 @@ def assign(
             req.machine = None
     cfg = fleet.config(snap)
     data, warnings = submit.build(req, snap, cfg, created_by=fleet.machine)
+    never = Reach.at(snap).never(Task(data=data, state=PENDING, path=task_path(PENDING, data["id"])))
+    if never and not force:
+        raise UsageError(f"no machine could ever run this task: {never} (--force queues it anyway)")
+    if never:
+        warnings.append(f"queued, though no machine could ever run it yet: {never}")
     if sync_path:
         sync = remote.sync_request(cfg, fleet.machine, Path(sync_path))
         data["payload"]["sync"] = sync

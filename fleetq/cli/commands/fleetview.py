@@ -53,6 +53,7 @@ def status(app: AppContext, as_json: bool) -> None:
             r["machine"] + ("" if r["declared"] else " (undeclared)"),
             r["liveness"],
             f"{r['running']}/{r['slots']}",
+            f"{r['lease']:g}s" + ("" if r["lease_from"] == "worker" else " (fleet)"),
             r["active"],
             r["pending_pinned"],
             r["done"],
@@ -65,12 +66,12 @@ def status(app: AppContext, as_json: bool) -> None:
     ]
     output.emit_table(
         table,
-        ["Machine", "Heartbeat", "Slots", "Active", "Queued", "Done", "Failed", "Review", "Top agent", "Cost"],
+        ["Machine", "Heartbeat", "Slots", "Lease", "Active", "Queued", "Done", "Failed", "Review", "Top agent", "Cost"],
         empty="(no machines declared)",
     )
     output.info("")
     output.info(
-        f"{v.online_count()}/{len(rows)} workers online (lease {v.lease:g}s) · "
+        f"{v.online_count()}/{len(rows)} workers online (fleet lease {v.lease:g}s) · "
         + " · ".join(f"{n} {s}" for s, n in counts.items())
     )
     _warn(v)

@@ -32,9 +32,12 @@ def init(app: AppContext, directory: Path, remote: str | None, machine: str | No
             f"next, on each machine: fleetq init CLONE --remote {directory.resolve()} (or ssh://HOST{directory.resolve()})"
         )
         return
-    fleet, url = initfleet.init(directory, remote, machine or app.machine)
+    notes: list[str] = []
+    fleet, url = initfleet.init(directory, remote, machine or app.machine, say=notes.append)
     output.info(f"fleet ready at {fleet.root} (machine {fleet.machine})")
     output.info(f"origin: {url}")
+    for line in notes:
+        output.info(line)
     output.info("next: fleetq assign 'say hello' --set script='echo hello'  then  fleetq work --burst")
 
 
@@ -46,8 +49,11 @@ def init(app: AppContext, directory: Path, remote: str | None, machine: str | No
 @pass_app
 def join(app: AppContext, url: str, directory: Path, machine: str | None, force: bool) -> None:
     """Clone the fleet at URL into DIRECTORY and register this machine."""
-    fleet = initfleet.join(url, directory, machine or app.machine, force=force)
+    notes: list[str] = []
+    fleet = initfleet.join(url, directory, machine or app.machine, force=force, say=notes.append)
     output.info(f"joined {url} at {fleet.root} as {fleet.machine}")
+    for line in notes:
+        output.info(line)
 
 
 commands = [init, join]

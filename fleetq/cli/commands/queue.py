@@ -9,16 +9,23 @@ import click
 from fleetq.cli import output
 from fleetq.cli.context import AppContext, pass_app
 from fleetq.core import history, listing
-from fleetq.core.snapshot import Problem
+from fleetq.core.clone import Fleet
+from fleetq.core.config import FleetConfig
+from fleetq.core.heartbeat import Beat, Observer
+from fleetq.core.snapshot import Problem, Snapshot
 from fleetq.core.states import FAILED, PENDING
 from fleetq.core.task import Task, now_utc
-from fleetq.errors import NotFound
+from fleetq.errors import FleetqError, NotFound, RemoteError
+from fleetq.fleet.waiting import Wait, summary, waits
+from fleetq.trust.checks import Finding
 from fleetq.trust.fsck import rewritten
+from fleetq.trust.reach import Reach
+from fleetq.trust.survey import CACHE_FILE, survey
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-def _report(problems: list[Problem]) -> None:
+def _report(problems: list[Problem] | list[Finding]) -> None:
     for p in problems:
         output.warn(str(p))
 
@@ -31,7 +38,8 @@ def _state_column(t: Task, now: dt.datetime) -> str:
     return t.state
 
 
-def _row(t: Task, now: dt.datetime) -> list[str]:
+def _row(t: Task, now: dt.datetime, wait: list[Wait] | None) -> list[str]:
+    note = summary(wait) if wait is not None else ""
     return [
         t.id,
         _state_column(t, now),
@@ -40,22 +48,44 @@ def _row(t: Task, now: dt.datetime) -> list[str]:
         t.agent or "",
         str(t.priority),
         listing.age(t.created_at),
-        output.preview(t.summary()),
+        output.preview(t.summary()) + (f"  ({output.preview(note, 100)})" if note else ""),
     ]
 
 
 HEADERS = ["ID", "State", "Type", "Machine", "Agent", "Pri", "Age", "Task / Notes"]
 
 
-def _snapshot(app: AppContext):
+def _snapshot(app: AppContext) -> tuple[Fleet, Snapshot]:
+    fleet, snap, _ = _look(app, beats=False)
+    return fleet, snap
+
+
+def _look(app: AppContext, *, beats: bool = True) -> tuple[Fleet, Snapshot, dict[str, Beat]]:
+    """The queue as of the remote's head (and, with ``beats``, every machine's heartbeat), fetched once."""
     fleet = app.fleet()
-    snap = fleet.snapshot(tolerate_offline=True)
+    seen: dict[str, Beat] = {}
+    if beats:
+        try:
+            seen = Observer(fleet).read(fetch=True)
+        except RemoteError:
+            fleet.offline = True
+            seen = Observer(fleet).read(fetch=False)
+        snap = fleet.snapshot(fetch=False)
+    else:
+        snap = fleet.snapshot(tolerate_offline=True)
     if fleet.offline:
         output.warn("remote unreachable: showing the queue as of the last fetch")
     why = rewritten(fleet.repo)
     if why:
         output.warn(why)
-    return fleet, snap
+    return fleet, snap, seen
+
+
+def _config(snap: Snapshot) -> FleetConfig | None:
+    try:
+        return FleetConfig(snap)
+    except FleetqError:
+        return None  # a broken machines.yaml or fleet.yaml: the problem list says so
 
 
 @click.command()
@@ -65,16 +95,33 @@ def _snapshot(app: AppContext):
 @json_option
 @pass_app
 def queue(app: AppContext, status: str | None, machine: str | None, limit: int, as_json: bool) -> None:
-    """List tasks, newest first."""
-    _, snap = _snapshot(app)
-    problems: list[Problem] = []
-    tasks = listing.select(snap, status=status, machine=machine, limit=limit, problems=problems)
+    """List tasks, newest first.
+
+    A pending task's Notes say why it waits; the warnings are the problems `validate` reports.
+    """
+    fleet, snap, beats = _look(app)
+    cfg = _config(snap)
+    names = cfg.names_of(machine) if cfg and machine else machine  # an old alias finds the machine's tasks
+    tasks = listing.select(snap, status=status, machine=names, limit=limit)
+    problems = survey(
+        fleet.repo, snap.commit, beats=_states(beats), cache=fleet.state_dir / CACHE_FILE, done=False
+    ).findings
+    wait = waits(tasks, snap, cfg, beats) if cfg else {}
     if as_json:
-        output.emit_json({"tasks": [t.to_json() for t in tasks], "problems": [p.__dict__ for p in problems]})
+        docs = [t.to_json() | ({"waiting": _waiting(wait[t.id])} if t.id in wait else {}) for t in tasks]
+        output.emit_json({"tasks": docs, "problems": [p.to_json() for p in problems]})
         return
     now = now_utc()
-    output.emit_table([_row(t, now) for t in tasks], HEADERS, empty="(no tasks)")
+    output.emit_table([_row(t, now, wait.get(t.id)) for t in tasks], HEADERS, empty="(no tasks)")
     _report(problems)
+
+
+def _states(beats: dict[str, Beat]) -> dict[str, dict]:
+    return {n: b.state for n, b in beats.items()}
+
+
+def _waiting(found: list[Wait]) -> dict[str, str]:
+    return {w.machine: w.reason for w in found}
 
 
 def _details(t: Task) -> list[tuple[str, object]]:
@@ -135,13 +182,27 @@ def _details(t: Task) -> list[tuple[str, object]]:
 @json_option
 @pass_app
 def show(app: AppContext, task_id: str, as_json: bool) -> None:
-    """Show one task (an id or a unique prefix)."""
-    _, snap = _snapshot(app)
+    """Show one task (an id or a unique prefix).
+
+    A pending task also shows why each machine does not take it (the worker's own rule).
+    """
+    _, snap, beats = _look(app)
     t = snap.get(task_id)
+    cfg = _config(snap)
+    found = waits([t], snap, cfg, beats).get(t.id) if cfg else None
+    never = Reach.at(snap, _states(beats)).never(t) if t.state == PENDING else None
     if as_json:
-        output.emit_json(t.to_json())
+        doc = t.to_json()
+        if found is not None:
+            doc["waiting"] = _waiting(found)
+        if never:
+            doc["never_runs"] = never
+        output.emit_json(doc)
     else:
-        output.emit_kv(_details(t))
+        pairs = _details(t)
+        pairs += [("never runs", never)] if never else []
+        pairs += [("waiting", f"{w.machine}: {w.reason}") for w in found or []]
+        output.emit_kv(pairs)
 
 
 @click.command()

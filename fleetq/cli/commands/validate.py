@@ -1,4 +1,4 @@
-"""`fleetq validate`: check task and config files before they are committed."""
+"""`fleetq validate`: check the queue and config as the fleet will see them, before a commit or push."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import click
 
 from fleetq.cli import output
 from fleetq.cli.context import AppContext, pass_app
-from fleetq.errors import FleetqError, Reported
-from fleetq.trust import checks
+from fleetq.errors import FleetqError, RemoteError, Reported
+from fleetq.git.local import local_changes
+from fleetq.layout import CONFIG_DIR, QUEUE, TRACKING
+from fleetq.trust.checks import touched_ids
+from fleetq.trust.survey import CACHE_FILE, survey
 
 
 def _collect(root: Path, paths: tuple[str, ...]) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
-    targets = [Path(p) for p in paths] or [root / "queue", root / "config"]
-    for target in targets:
+    for target in (Path(p) for p in paths):
         target = target if target.is_absolute() else (Path.cwd() / target)
         if not target.exists():
             raise FleetqError(f"{target}: no such file or directory")
@@ -39,17 +41,34 @@ def _collect(root: Path, paths: tuple[str, ...]) -> dict[str, bytes]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def validate(app: AppContext, paths: tuple[str, ...], as_json: bool) -> None:
-    """Check task files (and config) in the working tree; exit 1 if any is bad."""
-    root = app.fleet().root
-    files = _collect(root, paths)
-    found = checks.check_files(files)
+    """Check the queue and config as the fleet will see them, with your local changes; exit 1 if any is bad.
+
+    That is the remote's head (fetched; the last fetch when offline) with your uncommitted, untracked
+    and unpushed files laid over it, or only PATHS in that context: the problems `queue` warns
+    about and the hooks refuse.
+    """
+    fleet = app.fleet()
+    try:
+        with fleet.lock:
+            head = fleet.repo.fetch(machines=True)
+    except RemoteError:
+        output.warn("remote unreachable: checked against the last fetch")
+        head = fleet.repo.rev(TRACKING)
+    overlay = local_changes(fleet.repo, (QUEUE, CONFIG_DIR))
+    given = _collect(fleet.root, paths)
+    found = survey(fleet.repo, head, overlay={**overlay, **given}, cache=fleet.state_dir / CACHE_FILE)
+    problems, checked = found.findings, found.checked
+    if paths:
+        ids = touched_ids(given)
+        problems = [f for f in problems if f.path in given or f.task_id in ids]
+        checked = len(given)
     if as_json:
-        output.emit_json({"checked": len(files), "problems": [f.__dict__ for f in found]})
+        output.emit_json({"checked": checked, "problems": [f.to_json() for f in problems]})
     else:
-        for f in found:
+        for f in problems:
             output.error(str(f))
-        output.info(f"{len(files)} files checked, {len(found)} problems")
-    if found:
+        output.info(f"{checked} files checked, {len(problems)} problems")
+    if problems:
         raise Reported()
 
 

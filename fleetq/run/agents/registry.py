@@ -186,10 +186,14 @@ BUILTIN_AGENTS: Registry = {
 
 def load_agents(fleet_dir: Path | None) -> Registry:
     """Built-in agents overlaid with ``<fleet_dir>/config/agents.yaml``; every spec validated."""
+    return agents_from(yamlio.read_file(Path(fleet_dir) / AGENTS_FILE) if fleet_dir is not None else None)
+
+
+def agents_from(data: Any) -> Registry:
+    """Built-in agents overlaid with a parsed config/agents.yaml (None: none); every spec validated."""
     agents = {name: dict(spec) for name, spec in BUILTIN_AGENTS.items()}
     where = AGENTS_FILE
-    if fleet_dir is not None:
-        data = yamlio.read_file(Path(fleet_dir) / AGENTS_FILE)
+    if data is not None:
         for name, spec in _user_entries(data, where).items():
             if spec is None:
                 agents.pop(name, None)
