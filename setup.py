@@ -38,7 +38,14 @@ setup(
     ],
     extras_require={
         # setuptools and wheel: tests/packaging builds and installs fleetq each way, offline.
-        "test": ["pytest>=7", "pytest-timeout>=2.2", "hypothesis>=6.100", "setuptools>=64", "wheel"],
+        "test": [
+            "pytest>=7",
+            "pytest-timeout>=2.2",
+            "pytest-xdist>=3.5",
+            "hypothesis>=6.100",
+            "setuptools>=64",
+            "wheel",
+        ],
         "lint": ["ruff==0.17.6", "mypy==2.4.1", "types-psutil", "types-tabulate"],
     },
     entry_points={"console_scripts": ["fleetq=fleetq.cli.app:main"]},

@@ -161,7 +161,9 @@ def from_proc(proc: ProcResult, what: str, timeout: float | None, **extra: Any) 
         stderr_tail=proc.stderr_tail,
         extra=dict(extra),
     )
-    if proc.cancelled:
+    if proc.log_error:  # a full disk: the run was stopped, its output is lost
+        res.outcome, res.error = FAILED, proc.log_error
+    elif proc.cancelled:
         res.outcome, res.error = FAILED, "cancelled"
     elif proc.timed_out:
         res.outcome, res.error = FAILED, f"timed out after {timeout:g}s"

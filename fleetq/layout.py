@@ -22,6 +22,9 @@ SKILLS = "config/skills.yaml"
 SCHEDULES = "config/schedules.yaml"
 NOTIFY = "config/notify.yaml"
 SIGNERS = "config/allowed_signers"  # git's gpg.ssh.allowedSignersFile format
+# Everything that decides what runs or where (settings, signers, machines, agents, skills, schedules, the
+# notifier, handler code): under require_signed a change to any file below these must be signed.
+PROTECTED_DIRS = (CONFIG_DIR, HANDLERS_DIR)
 
 # -- refs --
 BRANCH = "main"

@@ -3,7 +3,11 @@
 Two loaders: a round-trip one (ruamel) for files fleetq edits, so a person's
 comments and key order survive every transition, and a safe one that returns
 plain Python data for fast listing. Both refuse input that is too large, not
-UTF-8, or that uses aliases beyond a small bound (alias bombs).
+UTF-8, or whose expansion is too large: more than a few aliases, more than
+``MAX_NODES`` nodes once aliases are expanded (a billion-laughs file is 1.4 KB), or
+nesting deeper than ``MAX_DEPTH`` (the C parser recurses: a deep file would crash it).
+The limits are checked on the parser's event stream, which stops at the first excess,
+before anything is composed.
 """
 
 from __future__ import annotations
@@ -17,12 +21,19 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    NodeEvent,
+)
 
 from fleetq.errors import FleetqError
 
 MAX_BYTES = 1024 * 1024
 MAX_ALIASES = 64
+MAX_NODES = 100_000  # nodes of a document with every alias expanded
+MAX_DEPTH = 64  # nesting, aliases expanded
 
 
 class YamlError(FleetqError):
@@ -64,16 +75,51 @@ def _text(data: bytes | str, where: str) -> str:
     return data
 
 
-def _check_aliases(text: str, where: str) -> None:
-    if "*" not in text:
-        return
+def _check_expansion(text: str, where: str) -> None:
+    """Refuse a document whose expansion is too large (nodes, depth, aliases), streaming its parse events.
+
+    Each collection's expanded size and height is summed as its events go by; an anchor remembers its
+    node's, so an alias costs what it stands for. The walk stops at the first excess, so a bomb is
+    refused in microseconds and no node is ever built.
+    """
+    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (expanded nodes, height) of its node
+    stack: list[list[Any]] = []  # open collections: [anchor, nodes counted before it, deepest child's height]
+    nodes = aliases = 0  # nodes so far, aliases expanded
     try:
         with _LOCK:
-            n = sum(1 for ev in _SAFE.parse(text) if isinstance(ev, AliasEvent))
+            for ev in _SAFE.parse(text):
+                if isinstance(ev, CollectionStartEvent):
+                    stack.append([ev.anchor, nodes, 0])
+                    nodes += 1
+                    if len(stack) > MAX_DEPTH:
+                        raise YamlError(f"{where}: YAML nested deeper than {MAX_DEPTH} levels")
+                    continue
+                if isinstance(ev, CollectionEndEvent):
+                    anchor, before, height = stack.pop()
+                    size, height = nodes - before, height + 1
+                elif isinstance(ev, AliasEvent):
+                    aliases += 1
+                    if aliases > MAX_ALIASES:
+                        raise YamlError(
+                            f"{where}: more than {MAX_ALIASES} YAML aliases; refusing a possible alias bomb"
+                        )
+                    anchor, (size, height) = None, anchors.get(ev.anchor, (1, 1))
+                    nodes += size
+                elif isinstance(ev, NodeEvent):  # a scalar
+                    anchor, size, height = ev.anchor, 1, 1
+                    nodes += 1
+                else:
+                    continue
+                if anchor is not None:
+                    anchors[anchor] = (size, height)
+                if stack:
+                    stack[-1][2] = max(stack[-1][2], height)
+                if len(stack) + height > MAX_DEPTH:
+                    raise YamlError(f"{where}: YAML nested deeper than {MAX_DEPTH} levels (aliases expanded)")
+                if nodes > MAX_NODES:
+                    raise YamlError(f"{where}: YAML expands to over {MAX_NODES} nodes; refusing a possible alias bomb")
     except YAMLError as e:
-        raise YamlError(f"{where}: {_brief(e)}") from None
-    if n > MAX_ALIASES:
-        raise YamlError(f"{where}: {n} YAML aliases (limit {MAX_ALIASES}); refusing a possible alias bomb")
+        raise YamlError(f"{where}: invalid YAML: {_brief(e)}") from None
 
 
 def _brief(e: Exception) -> str:
@@ -85,7 +131,7 @@ def _load(loader: YAML, data: bytes | str, where: str) -> Any:
     text = _text(data, where)
     if "\ufeff" in text[1:]:  # a BOM past the start reads one way now and another once the file is re-rendered
         raise YamlError(f"{where}: a byte-order mark (U+FEFF) after the start of the file")
-    _check_aliases(text, where)
+    _check_expansion(text, where)
     try:
         with _LOCK:
             return loader.load(text)
@@ -117,19 +163,23 @@ def load_rt_section(raw: bytes | None, where: str, key: str) -> Any:
     return doc
 
 
-def dump_rt(data: Any) -> str:
+def _dump(dumper: YAML, data: Any) -> str:
     buf = io.StringIO()
-    with _LOCK:
-        _RT.dump(data, buf)
+    try:
+        with _LOCK:
+            dumper.dump(data, buf)
+    except (YAMLError, ValueError, TypeError, RecursionError) as e:
+        raise YamlError(f"cannot write YAML: {_brief(e)}") from None
     return buf.getvalue()
+
+
+def dump_rt(data: Any) -> str:
+    return _dump(_RT, data)
 
 
 def dump_plain(data: Any) -> str:
     """Dump plain data (dicts, lists, scalars) in block style, keys in insertion order."""
-    buf = io.StringIO()
-    with _LOCK:
-        _SAFE.dump(data, buf)
-    return buf.getvalue()
+    return _dump(_SAFE, data)
 
 
 def to_rt(obj: Any) -> Any:

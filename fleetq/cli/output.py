@@ -1,14 +1,33 @@
-"""Every table, JSON document and status line fleetq prints goes through here."""
+"""Every table, JSON document and status line fleetq prints goes through here.
+
+Text that reaches a terminal may come from anyone who can push (titles, notes, results): every printer
+but ``emit_json`` (whose ``json.dumps`` escapes controls already) passes it through ``clean`` first, so
+no escape sequence in a task can retitle a window, clear the screen or rewrite what was printed.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
+
+# ESC sequences (CSI; OSC, DCS, SOS, PM, APC strings to their terminator; two-byte escapes), their 8-bit
+# forms, and every other C0/C1 control but newline and tab.
+_CONTROLS = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def clean(text: Any) -> str:
+    """``text`` without terminal control sequences or control characters (newlines and tabs stay)."""
+    return _CONTROLS.sub("", str(text))
 
 
 def emit_json(obj: Any) -> None:
@@ -18,10 +37,10 @@ def emit_json(obj: Any) -> None:
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
     from tabulate import tabulate  # imported on use: it costs ~15 ms of every start-up
 
-    rows = list(rows)
+    rows = [[clean("" if c is None else c) for c in row] for row in rows]
     if not rows:
         return ""
-    return tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True)
+    return tabulate(rows, headers=[clean(h) for h in headers], tablefmt="simple", disable_numparse=True)
 
 
 def emit_table(rows: Iterable[Sequence[Any]], headers: Sequence[str], empty: str = "(nothing)") -> None:
@@ -31,10 +50,9 @@ def emit_table(rows: Iterable[Sequence[Any]], headers: Sequence[str], empty: str
 
 def emit_kv(pairs: Iterable[tuple[str, Any]]) -> None:
     """Aligned ``key  value`` lines (for ``show``-style output)."""
-    pairs = [(k, "" if v is None else v) for k, v in pairs]
+    pairs = [(clean(k), clean("" if v is None else v)) for k, v in pairs]
     width = max((len(k) for k, _ in pairs), default=0)
-    for k, v in pairs:
-        text = str(v)
+    for k, text in pairs:
         if "\n" in text:
             pad = "\n" + " " * (width + 2)
             text = pad.join(text.splitlines())
@@ -42,25 +60,30 @@ def emit_kv(pairs: Iterable[tuple[str, Any]]) -> None:
 
 
 def info(msg: str = "", *, nl: bool = True) -> None:
-    click.echo(msg, nl=nl)
+    click.echo(clean(msg), nl=nl)
+
+
+def emit_data(text: str) -> None:
+    """Text that is data (a patch): exact when stdout is a pipe or file, ``clean`` on a terminal."""
+    click.echo(text if not is_tty() else clean(text), nl=False)
 
 
 def failure(msg: str) -> None:
     """The one line a command that could not do what was asked leaves on stderr."""
-    click.echo(msg, err=True)
+    click.echo(clean(msg), err=True)
 
 
 def warn(msg: str) -> None:
-    click.echo(f"warning: {msg}", err=True)
+    click.echo(f"warning: {clean(msg)}", err=True)
 
 
 def error(msg: str) -> None:
-    click.echo(f"fleetq: error: {msg}", err=True)
+    click.echo(f"fleetq: error: {clean(msg)}", err=True)
 
 
 def preview(text: Any, width: int = 60) -> str:
     """One line, at most ``width`` characters."""
-    s = " ".join(str(text or "").split())
+    s = " ".join(clean(text or "").split())
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
@@ -111,6 +134,7 @@ def fit(s: str, width: int) -> str:
 def box(title: str, lines: Sequence[str], *, width: int = 0, style: str = "single", center: bool = False) -> str:
     """A framed block: ``┌─ title ──┐`` then one ``│ line │`` per line, ``└──┘``."""
     tl, tr, bl, br, h, v = _BOX[style]
+    title, lines = clean(title), [clean(x) for x in lines]
     inner = max([width - 4, text_width(title) + 2, *(text_width(x) for x in lines)])
     head = f"{tl}{h} {title} " if title else tl
     out = [head + h * (inner + 3 - text_width(head)) + tr]
@@ -133,7 +157,7 @@ def progress(text: str) -> None:
     """Rewrite one live status line in place (only on a terminal; silent otherwise)."""
     if is_tty():
         width = terminal_width() - 1
-        sys.stdout.write("\r\x1b[2K" + fit(text, width).rstrip())
+        sys.stdout.write("\r\x1b[2K" + fit(clean(text), width).rstrip())
         sys.stdout.flush()
 
 
@@ -152,7 +176,7 @@ def clear_screen() -> None:
 
 def note(msg: str) -> None:
     """A human-readable line on stderr (used when stdout carries JSON)."""
-    click.echo(msg, err=True)
+    click.echo(clean(msg), err=True)
 
 
 def emit_moves(moves: list[tuple[str, str, str]], as_json: bool, *, nothing: str = "nothing to change") -> None:

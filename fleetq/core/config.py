@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import difflib
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fleetq.core.snapshot import Snapshot
-from fleetq.errors import FleetqError, NotFound
+from fleetq.errors import FleetqError, NotFound, UsageError
+from fleetq.git.ssh import parse_target
 from fleetq.layout import MACHINES, SETTINGS
 
 # What a machine can run when machines.yaml does not say (the portable types).
@@ -25,6 +27,76 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "load_weights": {"cpu": 0.4, "memory": 0.3, "load": 0.3},
     "require_signed": False,
 }
+
+
+def _number(low: float, *, above: bool = True, whole: bool = False) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int if whole else int | float) or v != v:  # v != v: NaN
+            return False
+        return v > low if above else v >= low
+
+    return ok
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _weights(v: Any) -> bool:
+    return isinstance(v, dict) and all(_number(0, above=False)(x) for x in v.values())
+
+
+_SECONDS = (_number(0), "a number of seconds above 0")
+_WAIT = (_number(0, above=False), "a number of seconds, 0 or more")
+# What each setting of config/fleet.yaml must be. A wrong value is a problem for the checkers (validate,
+# the hooks, fsck: trust/checks.py) and, for the readers (FleetConfig), as good as unset: its default.
+SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lease": _SECONDS,
+    "heartbeat": _SECONDS,
+    "poll": _SECONDS,
+    "prefer_grace": _WAIT,
+    "retry_backoff": _WAIT,
+    "usage_limit_backoff": _SECONDS,
+    "usage_limit_max_waits": (_number(0, whole=True), "a whole number above 0"),
+    "load_weights": (_weights, "a mapping of cpu, memory and load to numbers, 0 or more"),
+    "require_signed": (lambda v: isinstance(v, bool), "true or false"),
+    "redact_env": (_names, "a list of environment variable names"),
+    "router": (lambda v: isinstance(v, str), "an agent name"),
+    "router_timeout": _SECONDS,
+    "placement_penalty": (_number(0, above=False), "a number, 0 or more"),
+    "ssh_options": (_names, "a list of ssh -o values (e.g. 'Compression=yes')"),
+    "ssh_reuse": (lambda v: isinstance(v, bool), "true or false"),
+    "ssh_connect_timeout": _SECONDS,
+    "ssh_persist": _SECONDS,
+    "sync_excludes": (_names, "a list of patterns"),
+}
+
+
+def settings_problems(data: Any) -> list[str]:
+    """One line per wrong value in a parsed config/fleet.yaml (null means unset: the default)."""
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        return [f"{SETTINGS}: expected a mapping of settings, not {type(data).__name__}"]
+    out = []
+    for key, value in data.items():
+        rule = SETTING_RULES.get(str(key))
+        if rule is not None and value is not None and not rule[0](value):
+            shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+            out.append(f"{SETTINGS}: {key} must be {rule[1]}, not {shown}")
+    return out
+
+
+def usable_settings(data: Any) -> dict[str, Any]:
+    """The settings of a parsed fleet.yaml that a reader may use: a wrong or null value is left to its default."""
+    if not isinstance(data, dict):
+        return dict(DEFAULT_SETTINGS)
+    good = {
+        str(k): v
+        for k, v in data.items()
+        if v is not None and (str(k) not in SETTING_RULES or SETTING_RULES[str(k)][0](v))
+    }
+    return {**DEFAULT_SETTINGS, **good}
 
 
 @dataclass
@@ -84,6 +156,9 @@ def unknown_machine_keys(data: Any) -> list[str]:
     return out
 
 
+HOST_KEYS = ("host", "ssh", "tailscale_ip")  # where a machine's SSH destination may come from
+
+
 def parse_machines(data: Any) -> dict[str, MachineSpec]:
     if data is None:
         return {}
@@ -97,6 +172,12 @@ def parse_machines(data: Any) -> dict[str, MachineSpec]:
         slots = spec.get("slots", 2)
         if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
             raise FleetqError(f"{MACHINES}: machine '{name}': slots must be a positive integer")
+        for key in HOST_KEYS:  # each reaches ssh as its destination: a host name, never an option
+            if spec.get(key) not in (None, ""):
+                try:
+                    parse_target(spec[key])
+                except UsageError as e:
+                    raise FleetqError(f"{MACHINES}: machine '{name}': {key} {e}") from None
         known = {"os", "capabilities", "agents", "slots", "aliases", "host", "ssh"}  # the rest: extra
         out[str(name)] = MachineSpec(
             name=str(name),
@@ -105,7 +186,7 @@ def parse_machines(data: Any) -> dict[str, MachineSpec]:
             agents=names_list(spec.get("agents"), f"'{name}'.agents"),
             slots=slots,
             aliases=names_list(spec.get("aliases"), f"'{name}'.aliases"),
-            host=spec.get("host") or spec.get("ssh") or spec.get("tailscale_ip"),
+            host=next((spec[k] for k in HOST_KEYS if spec.get(k)), None),
             extra={k: v for k, v in spec.items() if k not in known},
         )
     return out
@@ -116,10 +197,12 @@ class FleetConfig:
 
     def __init__(self, snap: Snapshot) -> None:
         self.machines = parse_machines(snap.read_yaml(MACHINES))
-        raw = snap.read_yaml(SETTINGS) or {}
-        if not isinstance(raw, dict):
-            raise FleetqError(f"{SETTINGS}: expected a mapping of settings")
-        self.settings = {**DEFAULT_SETTINGS, **raw}
+        try:
+            raw = snap.read_yaml(SETTINGS)
+            self.problems = settings_problems(raw)  # what the defaults stand in for (the worker logs them once)
+        except FleetqError as e:  # a fleet.yaml that does not parse: every setting at its default
+            raw, self.problems = None, [str(e)]
+        self.settings = usable_settings(raw)
 
     def get(self, key: str) -> Any:
         return self.settings.get(key, DEFAULT_SETTINGS.get(key))

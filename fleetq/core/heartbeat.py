@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,72 @@ import fleetq
 from fleetq import yamlio
 from fleetq.core import clock, liveness
 from fleetq.core.clone import Fleet
+from fleetq.core.states import valid_id
 from fleetq.core.task import fmt_time, now_utc, parse_time
 from fleetq.errors import FleetqError
+from fleetq.git.objects import shown
+from fleetq.git.repo import GitRepo
 from fleetq.layout import MACHINE_REFS
 
 STATE_FILE = "state.yaml"
 RECENT = 30.0  # seconds: a ref change seen within this of our previous look is dated by our clock
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= 4096
+
+
+# What a field of a heartbeat must be: anyone who can push writes these refs, and every tool reads them.
+FIELDS: dict[str, Callable[[Any], bool]] = {
+    **dict.fromkeys(("machine", "time", "version", "host", "clone", "state"), _text),
+    **dict.fromkeys(("pid", "seq"), lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "slots": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10_000,
+    "lease": lambda v: _num(v) and v > 0,
+    "heartbeat": lambda v: _num(v) and v > 0,
+    **dict.fromkeys(("capabilities", "agents"), lambda v: isinstance(v, list) and all(_text(x) for x in v)),
+}
+RUN_FIELDS: dict[str, Callable[[Any], bool]] = {
+    **dict.fromkeys(("id", "type", "agent", "started"), _text),
+    "attempt": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "cost_usd": _num,
+}
+
+
+def clean_state(data: Any) -> tuple[dict[str, Any], list[str]]:
+    """A heartbeat's state with every field of the wrong type left out, and what was wrong (one phrase each).
+
+    ``running`` keeps its mappings (fields typed likewise), ``load`` its numbers; other keys pass as they are.
+    """
+    if not isinstance(data, dict):
+        return {}, [f"{STATE_FILE} holds {type(data).__name__}, not a mapping"] if data is not None else []
+    out: dict[str, Any] = {}
+    bad: list[str] = []
+    for key, value in data.items():
+        check = FIELDS.get(key)
+        if value is None or (check is not None and not check(value)):
+            if value is not None:
+                bad.append(f"'{key}' is {type(value).__name__}")
+            continue
+        if key == "running":
+            ok = isinstance(value, list) and all(isinstance(r, dict) for r in value)
+            value = [_typed(r, RUN_FIELDS) for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+            if not ok:
+                bad.append("'running' is not a list of mappings")
+        elif key == "load":
+            ok = isinstance(value, dict) and all(_num(v) for v in value.values())
+            value = {str(k): v for k, v in value.items() if _num(v)} if isinstance(value, dict) else {}
+            if not ok:
+                bad.append("'load' is not a mapping of numbers")
+        out[str(key)] = value
+    return out, bad
+
+
+def _typed(entry: dict[str, Any], fields: dict[str, Callable[[Any], bool]]) -> dict[str, Any]:
+    return {str(k): v for k, v in entry.items() if k not in fields or fields[k](v)}
 
 
 def ref_of(machine: str) -> str:
@@ -79,6 +140,7 @@ class Beat:
     state: dict[str, Any]
     age: float  # seconds since this machine saw it change (or since its own time stamp)
     observed: bool  # age judged by local observation
+    problems: list[str] = field(default_factory=list)  # what was wrong with it (clean_state left it out)
 
     def alive(self, lease: float) -> bool:
         """Holds its lease: not ``stopped``, and heard from within the longer of ``lease`` and its own."""
@@ -96,6 +158,7 @@ class Observer:
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self.path: Path = fleet.state_dir / "observed.yaml"
+        self.problems: list[tuple[str, str]] = []  # (ref, why) of the heartbeats the last read left out or mended
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -118,11 +181,17 @@ class Observer:
         stepped = bool(last and last.jumped())  # our wall clock jumped: time stamps cannot be placed
         seen["#last_read"] = now.plain()
         beats: dict[str, Beat] = {}
+        self.problems = []
         for ref, sha in refs.items():
             name = ref[len(MACHINE_REFS) + 1 :]
+            if not valid_id(name):  # a machine name is a task-id-like slug (core/clone.py)
+                self.problems.append((shown(ref), "not a machine name; ignored"))
+                continue
             prev = seen.get(name)
             mark = clock.Mark.load(prev)
-            state = self._state(sha)
+            state, bad = self._state(sha)
+            if bad:
+                self.problems.append((ref, f"a bad heartbeat ({'; '.join(bad)}); read without it"))
             if mark is None or not isinstance(prev, dict) or prev.get("sha") != sha:
                 stamp = parse_time(state.get("time"))
                 # Watched it change since a recent look: our own clock dates it. Otherwise it changed
@@ -144,7 +213,7 @@ class Observer:
                     entry["stamp"] = stamp.timestamp()
                 seen[name] = entry
                 mark = clock.Mark.load(entry)
-            beats[name] = Beat(name, sha, state, mark.age() if mark else 0.0, bool(seen[name].get("observed")))
+            beats[name] = Beat(name, sha, state, mark.age() if mark else 0.0, bool(seen[name].get("observed")), bad)
         try:
             yamlio.write_file(self.path, seen)
         except FleetqError:
@@ -165,11 +234,18 @@ class Observer:
                 pass
         return mark.age()
 
-    def _state(self, sha: str) -> dict[str, Any]:
-        repo = self.fleet.repo
-        try:
-            e = repo.lookup(repo.tree_of(sha), STATE_FILE)
-            data = yamlio.load_safe(repo.read_blob(e.sha), STATE_FILE) if e else None
-        except FleetqError:
-            data = None
-        return yamlio.to_plain(data) if isinstance(data, dict) else {}
+    def _state(self, sha: str) -> tuple[dict[str, Any], list[str]]:
+        """The heartbeat commit's state, typed (``clean_state``), and what was wrong with it."""
+        return read_state(self.fleet.repo, sha)
+
+
+def read_state(repo: GitRepo, sha: str) -> tuple[dict[str, Any], list[str]]:
+    """A heartbeat commit's typed state and its problems: not a commit, no state.yaml, bad YAML, odd types."""
+    try:
+        e = repo.lookup(repo.tree_of(sha), STATE_FILE)
+        if e is None or e.is_tree:
+            return {}, [f"no {STATE_FILE} in it"]
+        data = yamlio.to_plain(yamlio.load_safe(repo.read_blob(e.sha), STATE_FILE))
+    except FleetqError as e:
+        return {}, [str(e)]
+    return clean_state(data)

@@ -27,6 +27,7 @@ VERBS = {
     "claimed->failed": "reports",
     "claimed->done": "reports",
     "claimed->needs_human": "reports",
+    "pending->needs_human": "sets aside",
 }
 
 
@@ -48,7 +49,8 @@ def pass_plan(
 
     ``value`` is the list of claimed tasks (empty when it claims nothing).
     ``shutdown`` says why the handbacks go back (else: the lease was lost).
-    ``problems`` is cleared and filled with the bad task files the claim skipped.
+    ``problems`` is cleared and filled with the bad task files the claim skipped or set aside (a task
+    whose claim or report cannot be written goes to needs_human with a note: transitions.set_aside).
     """
     p = Plan(value=[])
     if results:
@@ -58,11 +60,18 @@ def pass_plan(
     if handbacks:
         why = SHUTDOWN if shutdown else FENCED
         p.add(transitions.handback_plan(snap, handbacks, machine, why, now, spend=False))
-    if orphans:
-        p.add(reap_plan(snap, orphans, machine))
     if free:
         problems.clear()
-        c = transitions.claim_plan(snap, seat, free, now=now, grace=grace, machine=machine, problems=problems)
+    if orphans:
+        try:
+            p.add(reap_plan(snap, orphans, machine))
+        except transitions.Unwritable as e:  # the reap waits for a person; reports and claims still land
+            problems.append(Problem(str(e).split(": ", 1)[0], f"cannot reap: {e}"))
+    if free:
+        touched = {v for k, v in p.trailers if k == "Fleetq-Task"}  # one change per task file per commit
+        c = transitions.claim_plan(
+            snap, seat, free, now=now, grace=grace, machine=machine, problems=problems, skip=touched
+        )
         if c is not None:
             p.add(c)
             p.value = c.value

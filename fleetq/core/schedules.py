@@ -124,6 +124,15 @@ def load(snap: Snapshot) -> list[Schedule]:
     return parse(snap.read_yaml(SCHEDULES))
 
 
+def usable(snap: Snapshot) -> tuple[list[Schedule], list[str]]:
+    """The schedules a worker can fire, and one line for each it cannot (the worker skips those)."""
+    try:
+        found = _entries(snap.read_yaml(SCHEDULES))
+    except FleetqError as e:
+        return [], [str(e)]
+    return [s for s in found if isinstance(s, Schedule)], [str(e) for e in found if isinstance(e, FleetqError)]
+
+
 def due(schedules: list[Schedule], last: dict[str, float], now: dt.datetime) -> list[tuple[Schedule, dt.datetime]]:
     """The fire to enqueue for each schedule since it was last checked: the latest one only (catch-up, not flood)."""
     out = []

@@ -10,7 +10,7 @@ from fleetq import yamlio
 from fleetq.core import states
 from fleetq.core import task as taskmod
 from fleetq.core.states import DONE, STATES, TaskLocation
-from fleetq.errors import Ambiguous, InvalidTask, NotFound, UsageError
+from fleetq.errors import Ambiguous, FleetqError, InvalidTask, NotFound, UsageError
 from fleetq.git.repo import GitRepo
 
 _PARSED: dict[tuple[str, str], taskmod.Task] = {}  # (blob, path) -> Task; blobs are immutable
@@ -104,7 +104,10 @@ class Snapshot:
         hit = _PARSED.get(key)
         if hit is not None:
             return hit
-        raw = self.repo.read_blob(ref.blob)
+        try:
+            raw = self.repo.read_blob(ref.blob)
+        except FleetqError as e:  # a corrupt object is that file's problem, like a file that does not parse
+            raise InvalidTask(f"{ref.loc.path}: {e}") from None
         t = taskmod.parse(raw, state=ref.loc.state, path=ref.loc.path, file_id=ref.loc.task_id, blob=ref.blob)
         if len(_PARSED) > 20000:
             _PARSED.clear()

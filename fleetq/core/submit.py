@@ -7,8 +7,9 @@ from typing import Any
 
 from fleetq import yamlio
 from fleetq.core.config import FleetConfig
+from fleetq.core.moves import MAX_NEW_BYTES, too_big
 from fleetq.core.snapshot import Snapshot
-from fleetq.core.task import DEFAULT_TYPE, SETTABLE, USER_FIELDS, fmt_time, new_id, now_utc, validate
+from fleetq.core.task import DEFAULT_TYPE, SETTABLE, USER_FIELDS, fmt_time, new_id, now_utc, render_new, validate
 from fleetq.errors import FleetqError, UsageError
 
 LIST_FIELDS = ("requires", "depends_on")
@@ -126,6 +127,9 @@ def build(req: Request, snap: Snapshot, cfg: FleetConfig, created_by: str) -> tu
     errs = validate(data)
     if errs:
         raise UsageError("; ".join(errs))
+    size = len(render_new(data))
+    if size > MAX_NEW_BYTES:  # room for the claim and the result under the file size limit
+        raise UsageError(f"the task is too large: {too_big(size)}")
     return data, warnings
 
 

@@ -17,45 +17,16 @@ from fleetq.core import task as taskmod
 from fleetq.core.cas import Plan, transact
 from fleetq.core.clone import Fleet
 from fleetq.core.matching import Seat, choose
-from fleetq.core.snapshot import Snapshot
+from fleetq.core.moves import Unwritable, _note, check_new_size, move, ref_of, set_aside, trail
+from fleetq.core.snapshot import Problem, Snapshot
 from fleetq.core.states import CLAIMED, DONE, FAILED, NEEDS_HUMAN, PENDING
 from fleetq.core.task import Task, fmt_time, now_utc
 from fleetq.errors import Conflict, InvalidTask, UsageError
 
 
-def day_of(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d")
-
-
-def move(
-    task: Task, dst: str, fields: dict[str, Any] | None = None, *, now: dt.datetime | None = None
-) -> dict[str, bytes | None]:
-    """The change set that moves ``task`` to ``dst`` with ``fields`` edited in."""
-    if not states.is_legal(task.state, dst):
-        raise Conflict(f"{task.id}: {task.state} -> {dst} is not a legal transition")
-    day = day_of(now or now_utc()) if dst == DONE else None
-    if dst == DONE and task.state == DONE:
-        new_path = task.path  # an edit in place keeps its shard
-    else:
-        new_path = states.task_path(dst, task.id, day)
-    body = taskmod.edit(task, fields or {})
-    changes: dict[str, bytes | None] = {new_path: body}
-    if task.path != new_path:
-        changes[task.path] = None
-    return changes
-
-
-def trail(task_id: str, src: str, dst: str) -> list[tuple[str, str]]:
-    return [("Fleetq-Task", task_id), ("Fleetq-Transition", f"{src}->{dst}")]
-
-
 def _subject(verb: str, ids: list[str]) -> str:
     shown = ", ".join(ids[:4]) + (f" (+{len(ids) - 4})" if len(ids) > 4 else "")
     return f"fleetq: {verb} {shown}"
-
-
-def _note(task: Task, text: str, by: str, now: dt.datetime) -> list[dict[str, Any]]:
-    return list(task.data.get("notes") or []) + [{"at": fmt_time(now), "by": by, "text": text}]
 
 
 # -- create --
@@ -70,13 +41,16 @@ def create(fleet: Fleet, datas: list[dict[str, Any]], *, sign: bool = False) -> 
     ids = [d["id"] for d in datas]
     if len(set(ids)) != len(ids):
         raise UsageError("duplicate ids in one submission")
+    bodies = {d["id"]: taskmod.render_new(d) for d in datas}
+    for tid, body in bodies.items():
+        check_new_size(tid, body)
 
     def plan(snap: Snapshot) -> Plan:
         p = Plan(subject=_subject("add", ids), value=ids, sign=sign)
         for d in datas:
             if snap.exists(d["id"]):
                 raise Conflict(f"a task with id '{d['id']}' already exists")
-            p.changes[states.task_path(PENDING, d["id"])] = taskmod.render_new(d)
+            p.changes[states.task_path(PENDING, d["id"])] = bodies[d["id"]]
             p.trailers += trail(d["id"], "new", PENDING)
         return p
 
@@ -86,6 +60,7 @@ def create(fleet: Fleet, datas: list[dict[str, Any]], *, sign: bool = False) -> 
 
 def create_raw(fleet: Fleet, task_id: str, raw: bytes) -> bool:
     """Queue a task file as written (a person's bytes, comments and all) unless its id exists."""
+    check_new_size(task_id, raw)
 
     def plan(snap: Snapshot) -> Plan | None:
         if snap.exists(task_id):
@@ -116,20 +91,45 @@ def create_if_absent(fleet: Fleet, data: dict[str, Any]) -> bool:
 
 
 def claim_plan(
-    snap: Snapshot, seat: Seat, k: int, *, now: dt.datetime, grace: float, machine: str, problems: list | None = None
+    snap: Snapshot,
+    seat: Seat,
+    k: int,
+    *,
+    now: dt.datetime,
+    grace: float,
+    machine: str,
+    problems: list | None = None,
+    skip: set[str] | None = None,
 ) -> Plan | None:
+    """Claim up to ``k`` pending tasks; ``skip``: ids this commit already changes (a late note on a
+    task that went back to pending: claiming it too would write over that change)."""
     pending = snap.tasks([PENDING], problems)
-    # A task that is also in another state (hand edits, a bad merge) is fsck's business, never run again.
-    picked = [t for t in choose(pending, seat, snap, k, now, grace) if len(snap.locate(t.id)) == 1]
-    if not picked:
+    p = Plan(value=[])
+    seen: set[str] = set(skip or ())  # claimed or set aside: out of the next choice
+    while len(p.value) < k:
+        # A task that is also in another state (hand edits, a bad merge) is fsck's business, never run again.
+        rest = [t for t in pending if t.id not in seen]
+        picked = [t for t in choose(rest, seat, snap, k - len(p.value), now, grace) if len(snap.locate(t.id)) == 1]
+        aside = False
+        for t in picked:
+            seen.add(t.id)
+            attempt = t.attempts + 1
+            fields = {"attempts": attempt, "claim": {"machine": machine, "at": fmt_time(now), "attempt": attempt}}
+            try:
+                p.changes.update(move(t, CLAIMED, fields))
+            except Unwritable as e:  # its claim cannot be written: it goes to a person, the others are claimed
+                p.add(set_aside(snap, ref_of(t), f"its claim cannot be written: {e}", machine, now))
+                if problems is not None:
+                    problems.append(Problem(t.path, f"{e}: its claim cannot be written; moved to {NEEDS_HUMAN}"))
+                aside = True
+                continue
+            p.trailers += trail(t.id, PENDING, CLAIMED)
+            p.value.append(Task(data={**t.data, **fields}, state=CLAIMED, path=states.task_path(CLAIMED, t.id)))
+        if not aside:
+            break
+    if not p.changes:
         return None
-    p = Plan(subject=_subject(f"{machine} claims", [t.id for t in picked]), value=[])
-    for t in picked:
-        attempt = t.attempts + 1
-        fields = {"attempts": attempt, "claim": {"machine": machine, "at": fmt_time(now), "attempt": attempt}}
-        p.changes.update(move(t, CLAIMED, fields))
-        p.trailers += trail(t.id, PENDING, CLAIMED)
-        p.value.append(Task(data={**t.data, **fields}, state=CLAIMED, path=states.task_path(CLAIMED, t.id)))
+    p.subject = _subject(f"{machine} claims", [t.id for t in p.value] or sorted(seen))
     return p
 
 
@@ -168,16 +168,25 @@ def complete_plan(snap: Snapshot, items: list[Completion], machine: str, now: dt
         if not found:
             c.status = "stale"
             continue
-        t = snap.load(found[0])
+        text = f"attempt {c.attempt} on {machine}: {c.outcome}"
+        if c.result.get("exit_code") is not None:
+            text += f", exit {c.result['exit_code']}"
+        try:
+            t = snap.load(found[0])
+        except InvalidTask as e:  # a hand edit broke the running task's file: it goes to a person, with the result
+            c.status = "set_aside" if found[0].loc.state == CLAIMED else "stale"
+            if c.status == "set_aside":
+                p.add(set_aside(snap, found[0], f"the result of {text} cannot be written: {e}", machine, now))
+            continue
         live = t.state == CLAIMED and t.claim.get("machine") == machine and t.claim.get("attempt") == c.attempt
         if not live:
-            # Fencing: a late result never overrides the live attempt; it is kept as a note.
+            # Fencing: a late result never overrides the live attempt; it is kept as a note (when it fits).
             c.status = "stale"
-            text = f"late result of attempt {c.attempt} on {machine}: {c.outcome}"
-            if c.result.get("exit_code") is not None:
-                text += f", exit {c.result['exit_code']}"
-            p.changes.update(move(t, t.state, {"notes": _note(t, text, machine, now)}, now=now))
-            p.trailers += trail(t.id, t.state, t.state)
+            try:
+                p.changes.update(move(t, t.state, {"notes": _note(t, f"late result of {text}", machine, now)}, now=now))
+                p.trailers += trail(t.id, t.state, t.state)
+            except Unwritable:
+                pass
             continue
         dst = c.outcome
         fields: dict[str, Any] = {
@@ -201,7 +210,12 @@ def complete_plan(snap: Snapshot, items: list[Completion], machine: str, now: dt
             c.status = "retried"
         else:
             c.status = "applied"
-        p.changes.update(move(t, dst, fields, now=now))
+        try:
+            p.changes.update(move(t, dst, fields, now=now))
+        except Unwritable as e:
+            c.status = "set_aside"
+            p.add(set_aside(snap, found[0], f"the result of {text} cannot be written: {e}", machine, now))
+            continue
         p.trailers += trail(t.id, CLAIMED, dst)
         applied.append(t.id)
     p.subject = _subject(f"{machine} reports", applied or [c.task_id for c in items])
@@ -230,7 +244,7 @@ def _each(
     def plan(snap: Snapshot) -> Plan | None:
         now = now_utc()
         tasks = list(pick(snap)) if pick else [snap.get(g) for g in given]
-        p = Plan(value=[])
+        p = Plan(value=[], sign=signs(fleet))  # a re-run is a new order: signed when this git signs
         for t in tasks:
             out = edit(t, now)
             if out is None:
@@ -306,7 +320,12 @@ def handback_plan(
         found = [r for r in snap.locate(tid) if r.loc.state == CLAIMED]
         if not found:
             continue
-        t = snap.load(found[0])
+        try:
+            t = snap.load(found[0])
+        except InvalidTask as e:  # cannot tell whose claim it is, nor write one back: a person decides
+            p.add(set_aside(snap, found[0], f"cannot hand it back ({why}): {e}", machine, now))
+            p.value.append((tid, CLAIMED, NEEDS_HUMAN))
+            continue
         if (by and t.claim.get("machine") != by) or (attempt and t.claim.get("attempt") != attempt):
             continue
         note = _note(t, f"{why} (attempt {t.attempts} on {t.claim.get('machine')})", machine, now)
@@ -318,36 +337,16 @@ def handback_plan(
             )
         else:
             dst, fields = PENDING, {"notes": note, "claim": None}
-        p.changes.update(move(t, dst, fields, now=now))
-        p.trailers += trail(t.id, CLAIMED, dst)
+        try:
+            p.changes.update(move(t, dst, fields, now=now))
+        except Unwritable as e:
+            p.add(set_aside(snap, found[0], f"cannot hand it back ({why}): {e}", machine, now))
+            dst = NEEDS_HUMAN
+        else:
+            p.trailers += trail(t.id, CLAIMED, dst)
         p.value.append((t.id, CLAIMED, dst))
     p.subject = _subject(f"{machine} hands back", [v[0] for v in p.value])
     return p
-
-
-def archive(fleet: Fleet, before: str) -> list[str]:
-    """Remove done/ day shards older than ``before`` (YYYY-MM-DD) from the tree; history keeps them."""
-    try:
-        ok = bool(states.DAY_RE.match(before)) and dt.date.fromisoformat(before) is not None
-    except ValueError:
-        ok = False
-    if not ok:
-        raise UsageError(f"--before takes a date YYYY-MM-DD, not '{before}'")
-
-    def plan(snap: Snapshot) -> Plan | None:
-        days = [d for d in snap.done_days() if d < before]
-        if not days:
-            return None
-        p = Plan(subject=f"fleetq: archive done before {before}", value=days)
-        count = 0
-        for day in days:  # a whole day shard goes at once: one tree entry, not a path per task
-            count += sum(1 for _ in snap.shard(day))
-            p.changes[f"{states.QUEUE}/{DONE}/{day}"] = None
-        p.trailers.append(("Fleetq-Transition", f"done->archived {count} tasks"))
-        return p
-
-    landed = transact(fleet, plan)
-    return landed.value if landed else []
 
 
 # -- review of isolated agent runs (fleetq/review.py) --

@@ -17,9 +17,11 @@ from fleetq.core.clone import MARKER, Fleet, machine_name, set_default_fleet, us
 from fleetq.core.config import GENERIC_TYPES, MACHINES, local_os
 from fleetq.core.heartbeat import Observer
 from fleetq.core.snapshot import Snapshot
+from fleetq.core.transitions import signs
 from fleetq.errors import Conflict, FleetqError, UsageError
 from fleetq.git.repo import GitRepo, checkout_tracking, init_bare, init_clone
 from fleetq.layout import TRACKING, product_root
+from fleetq.trust import signing
 
 SKELETON_CONFIG = ("fleet.yaml", "agents.yaml", "skills.yaml", "schedules.yaml", "notify.yaml")
 FLEET_README = """# fleet repo
@@ -79,7 +81,7 @@ def _empty_target(path: Path) -> None:
         raise UsageError(f"{path} exists and is not empty")
 
 
-def _register_plan(machine: str) -> Any:
+def _register_plan(machine: str, sign: bool) -> Any:
     def plan(snap: Snapshot) -> Plan | None:
         doc = yamlio.load_rt_section(snap.read(MACHINES), MACHINES, "machines")
         names = set(doc["machines"])
@@ -93,9 +95,25 @@ def _register_plan(machine: str) -> Any:
             subject=f"fleetq: register machine {machine}",
             trailers=[("Fleetq-Transition", f"join {machine}")],
             value=True,
+            sign=sign,  # machines.yaml is protected: under require_signed this must be signed
         )
 
     return plan
+
+
+def _register(fleet: Fleet, say: Say | None) -> None:
+    """Declare this machine in config/machines.yaml, a protected file: under require_signed only by a signed
+    commit (an unsigned one would be refused, or stop every task on a remote without the hook)."""
+    sign = signs(fleet)
+    if not sign and signing.policy_at(fleet.repo, fleet.snapshot().tree).require:
+        if say:
+            say(
+                f"{fleet.machine} is not added to {MACHINES}: this fleet requires signed commits and this clone "
+                "does not sign (git config commit.gpgsign true, gpg.format ssh, user.signingkey); until someone "
+                "declares it, it runs the generic task types"
+            )
+        return
+    transact(fleet, _register_plan(fleet.machine, sign))
 
 
 def _finish(path: Path, machine: str) -> Fleet:
@@ -141,7 +159,7 @@ def init(
         repo.fetch()
         _require_fleet(repo, remote)
     fleet = _finish(path, name)
-    transact(fleet, _register_plan(name))
+    _register(fleet, say)
     fleet.refresh_checkout()
     _make_default(fleet, say)
     return fleet, remote
@@ -169,7 +187,7 @@ def join(url: str, path: Path, machine: str | None = None, *, force: bool = Fals
         if clash:
             shutil.rmtree(path, ignore_errors=True)
             raise Conflict(clash)
-    transact(fleet, _register_plan(fleet.machine))
+    _register(fleet, say)
     fleet.refresh_checkout()
     _make_default(fleet, say)
     return fleet

@@ -33,6 +33,7 @@ from fleetq.git.ssh import (
     diagnose,
     ensure_master,
     parse_stats,
+    parse_target,
     remote_form,
     rsync_argv,
     ssh_argv,
@@ -53,7 +54,11 @@ def host_for(cfg: FleetConfig, name: str) -> Host:
     port = spec.extra.get("port") or spec.extra.get("ssh_port")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool)):
         raise FleetqError(f"config/machines.yaml: machine '{canon}': port must be a number")
-    return Host(canon, str(spec.host or canon), port)
+    try:  # parse_machines checked ``host:``; a machine reached by its name is checked here
+        target, named_port = parse_target(spec.host or canon)
+    except UsageError as e:
+        raise UsageError(f"machine '{canon}': its SSH destination {e}: refusing") from None
+    return Host(canon, target, port or named_port)
 
 
 def ssh_options(cfg: FleetConfig | None) -> SshOptions:
@@ -132,7 +137,7 @@ def interactive(opts: SshOptions, host: Host, command: str | None = None) -> int
     if command is None:
         argv = ssh_argv(opts, host, None)
     else:
-        argv = [*base_argv(opts, host, batch=False, master="auto"), "-t", host.target, command]
+        argv = [*base_argv(opts, host, batch=False, master="auto"), "-t", "--", host.target, command]
     try:
         return subprocess.call(argv)
     except FileNotFoundError:
@@ -175,7 +180,7 @@ def push(
         f"{host.target}:{remote}/",
         excludes=excludes,
         delete=delete,
-        rsync_path=f"mkdir -p {shlex.quote(remote)} && rsync",
+        rsync_path=f"mkdir -p -- {shlex.quote(remote)} && rsync",
     )
     started = time.monotonic()
     res = _run(argv, timeout=timeout, capture=True)

@@ -155,7 +155,9 @@ def os_of_uname(text: str) -> str:
 # ---------------------------------------------------------------- add: a machine's capabilities
 
 
-def add_plan(cfg: FleetConfig, machine: str, name: str, reg: dict[str, Skill]) -> Callable[[Snapshot], Plan]:
+def add_plan(
+    cfg: FleetConfig, machine: str, name: str, reg: dict[str, Skill], *, sign: bool = False
+) -> Callable[[Snapshot], Plan]:
     """The transact plan that adds skill ``name`` (or a plain capability) to ``machine`` in machines.yaml."""
     canon = cfg.machine(machine, strict=True).name
     wanted = reg[name].enables if name in reg else [name]
@@ -180,6 +182,7 @@ def add_plan(cfg: FleetConfig, machine: str, name: str, reg: dict[str, Skill]) -
             subject=f"fleetq: skills add {canon} {name}",
             trailers=[("Fleetq-Transition", f"skills add {canon} {name}")],
             value=new,
+            sign=sign,  # config/ and handlers/ are protected: signed when this clone's git signs
         )
 
     return plan
@@ -243,7 +246,7 @@ def default_type(name: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", name.lower()).strip("_") or "custom"
 
 
-def create_plan(new: NewSkill) -> Callable[[Snapshot], Plan]:
+def create_plan(new: NewSkill, *, sign: bool = False) -> Callable[[Snapshot], Plan]:
     new.validate()
 
     def plan(snap: Snapshot) -> Plan:
@@ -259,6 +262,7 @@ def create_plan(new: NewSkill) -> Callable[[Snapshot], Plan]:
             subject=f"fleetq: skills create {new.name}",
             trailers=[("Fleetq-Transition", f"skills create {new.name}")],
             value=new.handler_path,
+            sign=sign,
         )
 
     return plan

@@ -93,14 +93,17 @@ class View:
 def open_view(fleet: Fleet, *, fetch: bool = True) -> View:
     """Fetch once (main and the heartbeat refs), then read both; an unreachable remote shows the last fetch."""
     warning = None
+    observer = Observer(fleet)
     try:
-        beats = Observer(fleet).read(fetch=fetch)
+        beats = observer.read(fetch=fetch)
     except RemoteError as e:
         warning = f"remote unreachable ({e}); showing the fleet as of the last fetch"
-        beats = Observer(fleet).read(fetch=False)
+        beats = observer.read(fetch=False)
     snap = fleet.snapshot(fetch=False)
     cfg = fleet.config(snap)
-    return View(fleet, snap, cfg, beats_by_machine(cfg, beats), warning)
+    # A hostile or broken heartbeat ref (undeletable under denyDeletes) is one warning line, never a crash.
+    problems = [Problem(ref, f"{ref}: {why}") for ref, why in observer.problems]
+    return View(fleet, snap, cfg, beats_by_machine(cfg, beats), warning, problems)
 
 
 def liveness(m: Metrics) -> str:
@@ -145,7 +148,7 @@ def status(v: View) -> list[dict[str, Any]]:
         m = v.metrics(name)
         spec = v.spec(name)
         running = len(v.running(name))
-        slots = m.beat.state.get("slots") if m.beat and isinstance(m.beat.state.get("slots"), int) else spec.slots
+        slots = (m.beat.state.get("slots") if m.beat else None) or spec.slots  # typed: heartbeat.clean_state
         top = agents.get(name, Counter()).most_common(1)
         fin = finished.get(name, Counter())
         lease, lease_from = v.lease_of(name)
@@ -274,7 +277,7 @@ def monitor(v: View) -> list[dict[str, Any]]:
                 "online": m.online,
                 "liveness": liveness(m),
                 "running": running,
-                "slots": m.beat.state.get("slots") if m.beat else v.spec(name).slots,
+                "slots": (m.beat.state.get("slots") if m.beat else None) or v.spec(name).slots,
                 "load_score": m.score if m.fresh else None,
                 "today": {"finished": len(day), "cost_usd": round(sum(day), 4)},
             }

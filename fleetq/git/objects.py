@@ -7,17 +7,15 @@ through :class:`fleetq.git.repo.GitRepo`, which delegates here.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Union
-
-from git.objects.fun import tree_to_stream
 
 from fleetq.errors import FleetqError
 
 TREE_MODE = 0o40000
 BLOB_MODE = 0o100644
+LINK_MODE = 0o160000  # a gitlink: a submodule's commit, an object this repo does not hold
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 # path part -> a subtree's changes, new file bytes, or None (remove)
@@ -29,6 +27,25 @@ class Entry:
     name: str
     is_tree: bool
     sha: str
+    link: bool = False  # a gitlink (mode 160000): neither a file nor a tree of this repo
+
+    @property
+    def odd(self) -> str:
+        """Why no reader can use this entry ("" for a plain file or tree): kept only to write its tree back."""
+        if self.link:
+            return "a submodule (gitlink) entry, not a file: the fleet repo holds plain files only"
+        if not self.name or self.name in (".", "..") or "/" in self.name:
+            return "a file name git itself refuses"
+        try:
+            self.name.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a file name that is not UTF-8"
+        return ""
+
+
+def shown(path: str) -> str:
+    """A path as text that prints (bytes that are not UTF-8 become U+FFFD)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def parse_tree(data: bytes) -> list[Entry]:
@@ -45,11 +62,13 @@ def parse_tree(data: bytes) -> list[Entry]:
         nul = find(b"\0", sp)
         if sp < 0 or nul < 0 or nul + 21 > n:
             raise FleetqError("a damaged tree object in the fleet repo")
+        mode = data[i:sp]
         out.append(
             Entry(
-                data[sp + 1 : nul].decode("utf-8", "surrogateescape"),
-                data[i:sp] == b"40000",
+                data[sp + 1 : nul].decode("utf-8", "surrogateescape"),  # round-trips: tree_data writes it back
+                mode == b"40000",
                 data[nul + 1 : nul + 21].hex(),
+                mode == b"160000",
             )
         )
         i = nul + 21
@@ -57,11 +76,14 @@ def parse_tree(data: bytes) -> list[Entry]:
 
 
 def tree_data(entries: list[Entry]) -> bytes:
-    """A tree object's bytes for ``entries`` (in git's order: a tree sorts as if its name ended in '/')."""
-    ordered = sorted(entries, key=lambda e: e.name + ("/" if e.is_tree else ""))
-    buf = io.BytesIO()
-    tree_to_stream([(bytes.fromhex(e.sha), TREE_MODE if e.is_tree else BLOB_MODE, e.name) for e in ordered], buf.write)
-    return buf.getvalue()
+    """A tree object's bytes for ``entries`` (in git's order: by name bytes, a tree as if its name ended in '/')."""
+    named = [(e.name.encode("utf-8", "surrogateescape"), e) for e in entries]
+    named.sort(key=lambda x: x[0] + (b"/" if x[1].is_tree else b""))
+    out = []
+    for name, e in named:
+        mode = TREE_MODE if e.is_tree else LINK_MODE if e.link else BLOB_MODE
+        out.append(b"%o %s\0%s" % (mode, name, bytes.fromhex(e.sha)))
+    return b"".join(out)
 
 
 def nest(changes: Mapping[str, bytes | None]) -> Nested:

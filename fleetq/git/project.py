@@ -1,5 +1,9 @@
 """git in a person's project repository (isolated agent runs and their review; see fleetq/run/isolate.py
-and fleetq/review/runs.py): worktrees, commits, merges and branch pushes, all through ``git`` porcelain."""
+and fleetq/review/runs.py): worktrees, commits, merges and branch pushes, all through ``git`` porcelain.
+
+Revisions, branch names and remotes may come from a task's result, which anyone who can push may edit:
+fleetq/review/runs.py checks them first, and here each goes after ``--end-of-options`` or ``--``, so
+none is ever read as an option (``--output=FILE``)."""
 
 from __future__ import annotations
 
@@ -77,6 +81,15 @@ class ProjectRepo:
         status, out, _ = self.run("config", "--get", key)
         return out.strip() if status == 0 and out.strip() else None
 
+    def remotes(self) -> dict[str, str]:
+        """Configured remote name -> its URL."""
+        status, out, _ = self.run("config", "--get-regexp", r"^remote\..*\.url$")
+        found = {}
+        for line in out.splitlines() if status == 0 else []:
+            key, _, url = line.partition(" ")
+            found[key[len("remote.") : -len(".url")]] = url
+        return found
+
     def checked_out(self) -> dict[str, Path]:
         """branch -> the work tree (main or linked) that has it checked out."""
         found: dict[str, Path] = {}
@@ -90,7 +103,9 @@ class ProjectRepo:
 
     def diffstat(self, base: str, head: str) -> DiffStat:
         """Files changed, lines inserted and deleted between two commits (binary files count as files)."""
-        out = self.check("diff", "--numstat", "--no-renames", base, head, what="diff --numstat")
+        out = self.check(
+            "diff", "--numstat", "--no-renames", "--end-of-options", base, head, "--", what="diff --numstat"
+        )
         files = ins = dels = 0
         for line in out.splitlines():
             parts = line.split("\t", 2)
@@ -101,7 +116,9 @@ class ProjectRepo:
         return DiffStat(files, ins, dels)
 
     def diff(self, base: str, head: str, *, stat: bool = False) -> str:
-        return self.check("diff", "--stat" if stat else "--patch", base, head, what="git diff")
+        return self.check(
+            "diff", "--stat" if stat else "--patch", "--end-of-options", base, head, "--", what="git diff"
+        )
 
     # -- worktrees and branches --
     def add_worktree(self, path: Path, branch: str, base: str) -> None:
@@ -137,7 +154,7 @@ class ProjectRepo:
         return self.commit_of("HEAD")
 
     def delete_branch(self, branch: str) -> bool:
-        return self.run("branch", "-D", branch)[0] == 0
+        return self.run("branch", "-D", "--", branch)[0] == 0
 
     def update_branch(self, branch: str, new: str, old: str) -> None:
         """Move ``branch`` from ``old`` to ``new`` (a compare-and-swap on the ref)."""
@@ -145,11 +162,8 @@ class ProjectRepo:
 
     def merge(self, head: str, *, ff_only: bool, message: str) -> tuple[bool, str]:
         """Merge ``head`` into what is checked out here; (ok, git's complaint). A failed merge is aborted."""
-        args = (
-            ["merge", "-q", "--ff-only", head]
-            if ff_only
-            else ["-c", "commit.gpgsign=false", "merge", "-q", "--no-ff", "--no-verify", "-m", message, head]
-        )
+        how = ["--ff-only"] if ff_only else ["--no-ff", "--no-verify", "-m", message]
+        args = ["-c", "commit.gpgsign=false", "merge", "-q", *how, "--end-of-options", head]
         status, out, err = self.run(*args)
         if status != 0:
             self.run("merge", "--abort")
@@ -159,17 +173,17 @@ class ProjectRepo:
     # -- remotes --
     def push_branch(self, remote: str, branch: str) -> str | None:
         """Push ``branch`` to ``remote`` (forced: the branch is this run's own); git's complaint, or None."""
-        status, out, err = self.run("push", "-q", remote, f"+refs/heads/{branch}:refs/heads/{branch}")
+        status, out, err = self.run("push", "-q", "--", remote, f"+refs/heads/{branch}:refs/heads/{branch}")
         return None if status == 0 else one_line(err or out)
 
     def delete_remote_branch(self, remote: str, branch: str) -> str | None:
-        status, out, err = self.run("push", "-q", remote, f":refs/heads/{branch}")
+        status, out, err = self.run("push", "-q", "--", remote, f":refs/heads/{branch}")
         return None if status == 0 else one_line(err or out)
 
     def fetch_branch(self, remote: str, branch: str) -> str:
         """Fetch one branch from ``remote`` (a name or URL); its commit (kept as ``refs/fleetq/review/<branch>``)."""
         local = f"{REVIEW_REFS}/{branch}"
-        self.check("fetch", "-q", "--no-tags", remote, f"+refs/heads/{branch}:{local}", what=f"fetch {branch}")
+        self.check("fetch", "-q", "--no-tags", "--", remote, f"+refs/heads/{branch}:{local}", what=f"fetch {branch}")
         sha = self.commit_of(local)
         if sha is None:
             raise FleetqError(f"fetch {branch} from {remote}: nothing arrived")

@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from gitdb.db.loose import LooseObjectDB
 from fleetq.errors import FleetqError, RemoteError
 from fleetq.git import checkout, locks, netcall
 from fleetq.git.link import git_failed, git_ssh_env
-from fleetq.git.objects import EMPTY_TREE, Entry, apply_nested, commit_data, commit_tree, nest, parse_tree, tree_data
+from fleetq.git.objects import EMPTY_TREE, Entry, apply_nested, commit_data, nest, tree_data
+from fleetq.git.reader import ObjectReader
 from fleetq.layout import BRANCH, MACHINE_REFS, REMOTE, TRACKING
 
 _REMOTE_DOWN = re.compile(
@@ -72,8 +73,8 @@ class LogEntry:
     files: tuple[tuple[str, str, str], ...]  # (status, old path, new path)
 
 
-class GitRepo:
-    """One local clone of the fleet repo."""
+class GitRepo(ObjectReader):
+    """One local clone of the fleet repo (its object reads: fleetq/git/reader.py)."""
 
     def __init__(self, path: Path | str) -> None:
         try:
@@ -85,6 +86,8 @@ class GitRepo:
         self._identity: tuple[str, str] | None = None
         self._trees: dict[str, list[Entry]] = {}
         self._names: dict[str, dict[str, Entry]] = {}
+        self._odd: dict[str, dict[str, str]] = {}  # tree -> its odd entries (reader.py)
+        self._noticed: set[tuple[str, str]] = set()  # odd tree entries already noticed
         self.forced_update = False  # the last fetch found main rewritten (force-pushed)
         self.fetches = 0  # fetches that worked (the CLI moves a checkout after a command that fetched)
         self._net_config: dict[str, str] | None = None  # core.sshCommand (the user's ssh wins), fleetq.gitTimeout
@@ -232,11 +235,12 @@ class GitRepo:
         status, _, _ = self.run_git("merge-base", "--is-ancestor", old, new)
         return status == 0
 
-    def log(self, paths: list[str], *, rev: str = TRACKING, grep: str | None = None) -> list[LogEntry]:
-        """Commits touching ``paths`` (pathspecs), oldest first, with their file changes."""
+    def log(
+        self, paths: list[str], *, rev: str = TRACKING, grep: str | None = None, first_parent: bool = False
+    ) -> list[LogEntry]:
+        """Commits touching ``paths``, oldest first, with their changes (``first_parent``: merges against parent 1)."""
         args = ["log", "--reverse", "--no-renames", "--name-status", f"--format={_LOG_FORMAT}", rev]
-        if grep:
-            args[1:1] = ["--grep", grep]
+        args[1:1] = (["--grep", grep] if grep else []) + (["--first-parent", "-m"] if first_parent else [])
         args += ["--", *paths]
         status, out, err = self.run_git(*args)
         if status != 0:
@@ -252,54 +256,6 @@ class GitRepo:
                     changes.append((parts[0], parts[1], parts[1]))
             entries.append(LogEntry(sha, author, email, when, message.strip(), tuple(changes)))
         return entries
-
-    # -- reading objects --
-    def read_blob(self, sha: str) -> bytes:
-        return self.repo.odb.stream(bytes.fromhex(sha)).read()
-
-    def tree_of(self, commit: str) -> str:
-        tree = commit_tree(self.repo.odb.stream(bytes.fromhex(commit)).read())
-        if tree is None:
-            raise FleetqError(f"{commit} is not a commit")
-        return tree
-
-    def entries(self, tree: str) -> list[Entry]:
-        """A tree's entries; trees are immutable, so they are cached by sha."""
-        hit = self._trees.get(tree)
-        if hit is not None:
-            return hit
-        found = parse_tree(self.repo.odb.stream(bytes.fromhex(tree)).read())
-        if len(self._trees) > 4096:
-            self._trees.clear()
-        self._trees[tree] = found
-        return found
-
-    def lookup(self, tree: str, path: str) -> Entry | None:
-        """The entry at ``path`` below ``tree``, or None."""
-        cur: Entry | None = Entry("", True, tree)
-        for part in [p for p in path.split("/") if p]:
-            if cur is None or not cur.is_tree:
-                return None
-            cur = self.names(cur.sha).get(part)
-        return cur
-
-    def names(self, tree: str) -> dict[str, Entry]:
-        """A tree's entries by name (cached like ``entries``): lookups in a 100,000-file shard stay O(1)."""
-        hit = self._names.get(tree)
-        if hit is None:
-            if len(self._names) > 4096:
-                self._names.clear()
-            hit = self._names[tree] = {e.name: e for e in self.entries(tree)}
-        return hit
-
-    def walk_blobs(self, tree: str, prefix: str = "") -> Iterator[tuple[str, str]]:
-        """(path, blob sha) for every file below ``tree``."""
-        for e in self.entries(tree):
-            p = f"{prefix}{e.name}"
-            if e.is_tree:
-                yield from self.walk_blobs(e.sha, p + "/")
-            else:
-                yield p, e.sha
 
     # -- writing objects --
     def _store(self, kind: bytes, data: bytes) -> str:
@@ -319,7 +275,7 @@ class GitRepo:
         Only the subtrees on changed paths are rewritten; empty directories vanish.
         """
         done = apply_nested(
-            tree, nest(changes), entries=self.entries, write_blob=self.write_blob, write_tree=self.write_tree
+            tree, nest(changes), entries=self.raw_entries, write_blob=self.write_blob, write_tree=self.write_tree
         )
         return done or EMPTY_TREE
 

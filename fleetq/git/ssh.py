@@ -8,7 +8,10 @@ git's own connections are fleetq/git/link.py).
 
 Hosts come from config/machines.yaml (``host:`` is the SSH target, e.g. a
 Tailscale name or ``user@host``; ``port:`` optional; a machine without ``host``
-is reached by its name). Every connection runs with ``BatchMode=yes`` (keys
+is reached by its name). A destination is checked to be a host name before any
+ssh or rsync is built for it (``parse_target``: never an option such as
+``-oProxyCommand=…``, no spaces or shell characters), and ``--`` comes before it
+on every ssh command line. Every connection runs with ``BatchMode=yes`` (keys
 only: a prompt would hang a worker) and a ``ConnectTimeout``, and is reused
 through one ControlMaster per host whose socket lives in a fleetq-owned
 directory (``$FLEETQ_SSH_DIR``, else ``$XDG_RUNTIME_DIR/fleetq-ssh``, else
@@ -38,7 +41,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from fleetq.errors import FleetqError, RemoteError, last_line
+from fleetq.errors import FleetqError, RemoteError, UsageError, last_line
 
 ENV_SSH_CONFIG = "FLEETQ_SSH_CONFIG"
 ENV_SSH_DIR = "FLEETQ_SSH_DIR"
@@ -138,11 +141,45 @@ def _private_dir(d: Path) -> Path:
     return d
 
 
+# ---------------------------------------------------------------- destinations
+
+_USER = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
+_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"  # a host name, an IPv4 address or an ssh_config alias
+_IPV6 = r"[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9_.-]+)?"
+_TARGET = re.compile(
+    rf"(?P<user>{_USER}@)?(?:\[(?P<v6b>{_IPV6})\](?::(?P<bport>\d{{1,5}}))?|(?P<v6>{_IPV6})"
+    rf"|(?P<name>{_NAME})(?::(?P<port>\d{{1,5}}))?)"
+)
+TARGET_FORMS = "[user@]host, [user@]ipv6 or [user@][ipv6], optionally :port"
+
+
+def parse_target(value: object) -> tuple[str, int | None]:
+    """A ``host:`` value -> (ssh destination, the port a ``:port`` suffix names); UsageError when it is not
+    a host name. A value starting with ``-`` would reach ssh as an option (``-oProxyCommand=…`` runs a
+    local command), and spaces or shell characters have no place in a host name: both are refused."""
+    text = value if isinstance(value, str) else ""
+    m = _TARGET.fullmatch(text) if len(text) <= 255 else None
+    port = int(m.group("port") or m.group("bport") or 0) if m else 0
+    if m is None or port > 65535:
+        raise UsageError(f"{value!r} is not a host name ({TARGET_FORMS})")
+    host = m.group("v6b") or m.group("v6") or m.group("name")
+    return f"{m.group('user') or ''}{host}", port or None
+
+
+def destination(host: Host) -> str:
+    """``host.target`` once checked to be a bare destination (no port, no brackets): what ssh may receive."""
+    if parse_target(host.target) != (host.target, None):
+        raise UsageError(f"{host.target!r} is not a host name ({TARGET_FORMS})")
+    return host.target
+
+
 # ---------------------------------------------------------------- argv
 
 
 def base_argv(opts: SshOptions, host: Host, *, batch: bool = True, master: str = "no") -> list[str]:
-    """``ssh`` and its options, without the destination."""
+    """``ssh`` and its options, without the destination (which is checked here: every ssh and rsync
+    command line is built on this, so none is made for a destination that is not a host name)."""
+    destination(host)
     argv = ["ssh"]
     if opts.config_file:
         argv += ["-F", opts.config_file]
@@ -166,8 +203,8 @@ def base_argv(opts: SshOptions, host: Host, *, batch: bool = True, master: str =
 def ssh_argv(opts: SshOptions, host: Host, command: str | None, *, tty: bool = False) -> list[str]:
     """A command run on ``host`` through its master (None: an interactive login)."""
     if command is None:
-        return [*base_argv(opts, host, batch=False, master="auto"), host.target]
-    return [*base_argv(opts, host), *(["-tt"] if tty else []), host.target, command]
+        return [*base_argv(opts, host, batch=False, master="auto"), "--", host.target]
+    return [*base_argv(opts, host), *(["-tt"] if tty else []), "--", host.target, command]
 
 
 def rsync_argv(
@@ -262,10 +299,12 @@ def diagnose(host: Host, code: int | None, stderr: str, *, silent_is_down: bool 
 
 
 def ensure_master(opts: SshOptions, host: Host) -> bool:
-    """Start the host's ControlMaster unless one runs; True when one was started. HostDown when it cannot."""
+    """Start the host's ControlMaster unless one runs; True when one was started. HostDown when it cannot
+    (UsageError, even with reuse off, when the destination is not a host name: callers check here first)."""
+    destination(host)
     if not opts.reuse:
         return False
-    check = [*base_argv(opts, host), "-O", "check", host.target]
+    check = [*base_argv(opts, host), "-O", "check", "--", host.target]
     lock = FileLock(str(socket_dir() / f".{re.sub(r'[^A-Za-z0-9_.-]', '_', host.target)}-{host.port or 22}.lock"))
     with lock:
         quiet: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
@@ -276,7 +315,7 @@ def ensure_master(opts: SshOptions, host: Host) -> bool:
             pass
         if opts.control_path:  # a socket left by a killed master: a new master could not bind over it
             Path(opts.control_path).unlink(missing_ok=True)
-        argv = [*base_argv(opts, host, master="yes"), "-f", "-N", host.target]
+        argv = [*base_argv(opts, host, master="yes"), "-f", "-N", "--", host.target]
         limit = opts.connect_timeout + 30
         with tempfile.TemporaryFile() as err:
             try:
@@ -296,7 +335,7 @@ def close_master(opts: SshOptions, host: Host) -> None:
     if opts.reuse:
         try:
             subprocess.run(
-                [*base_argv(opts, host), "-O", "exit", host.target],
+                [*base_argv(opts, host), "-O", "exit", "--", host.target],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -8,13 +8,23 @@ wherever the commits are: the repository on this machine, else the pushed branch
 Accept and reject change the project repository, so they run where the repository
 is (here, or after a fetch of the pushed branch); both record the decision on the
 task (``result.review: {decision, by, at, ...}`` and a note), which stays in its state.
+
+The result is untrusted input: anyone who can push may edit a finished task's result
+(done -> done needs no signature). So before anything runs: ``branch`` must be
+``fleetq/<id>``, ``base``/``head`` commit ids, ``repo`` the repository around the task's
+``payload.cwd``, ``pushed`` the remote the task asked for and one configured in the
+repository used; a field that breaks its rule is refused in one line (exit 2). Words
+sent to the worker's shell are quoted, revisions follow ``--end-of-options``.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from fleetq.core import transitions
 from fleetq.core.clone import Fleet
@@ -25,7 +35,7 @@ from fleetq.core.task import Task
 from fleetq.errors import Conflict, FleetqError, RemoteError, UsageError
 from fleetq.git.project import ProjectRepo
 from fleetq.handlerapi import last_line
-from fleetq.run.isolate import worktrees_home
+from fleetq.run.isolate import run_branch, worktrees_home
 
 ACCEPTED, REJECTED = "accepted", "rejected"
 
@@ -45,20 +55,91 @@ class RunInfo:
 
     @classmethod
     def of(cls, task: Task) -> RunInfo:
+        """The run's fields, each checked against its rule (UsageError naming the first that breaks one)."""
         r = task.result
         if not r.get("branch") or not r.get("repo") or not r.get("head") or not r.get("base"):
             why = "it changed nothing" if r.get("files_changed") == 0 else "it was not an isolated agent run"
             raise UsageError(f"{task.id} has no branch to review ({why})")
+        bad = (
+            ("branch", "is not " + run_branch(task.id), r["branch"] == run_branch(task.id)),
+            ("base", "is not a commit id", _is_commit(r["base"])),
+            ("head", "is not a commit id", _is_commit(r["head"])),
+            ("repo", "is not the repository of the task's cwd", _is_own_repo(r["repo"], task.payload.get("cwd"))),
+            ("base_branch", "is not a branch name", r.get("base_branch") is None or _is_name(r["base_branch"])),
+            ("pushed", "is not a remote name", r.get("pushed") is None or _is_name(r["pushed"])),
+            ("machine", "is not a machine name", r.get("machine") is None or _is_name(r["machine"])),
+        )
+        for field, why, ok in bad:
+            if not ok:
+                raise refusal(task.id, field, why)
         return cls(
             task.id,
-            str(r["repo"]),
-            str(r["branch"]),
-            str(r["base"]),
-            str(r["head"]),
+            r["repo"],
+            r["branch"],
+            r["base"],
+            r["head"],
             r.get("base_branch"),
             r.get("pushed"),
             r.get("machine"),
         )
+
+
+def refusal(task_id: str, field: str, why: str) -> UsageError:
+    return UsageError(f"result.{field} of {task_id} {why}: refusing")
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1, or SHA-256 repositories
+
+
+def _is_commit(value: Any) -> bool:
+    return isinstance(value, str) and _COMMIT.fullmatch(value) is not None
+
+
+def _is_name(value: Any) -> bool:
+    """A branch, remote (name or URL) or machine name that cannot pass for an option or carry controls."""
+    return isinstance(value, str) and value[:1] not in ("", "-") and value.isprintable()
+
+
+def _within(path: str, top: str) -> bool:
+    """``path`` is ``top`` or below it, as written or once both are resolved on this machine."""
+    for p, t in ((path, top), (os.path.realpath(path), os.path.realpath(top))):
+        if os.path.commonpath([os.path.normpath(p), os.path.normpath(t)]) == os.path.normpath(t):
+            return True
+    return False
+
+
+def _is_own_repo(repo: Any, cwd: Any) -> bool:
+    """``repo`` (an absolute path) holds the task's ``payload.cwd``.
+
+    A cwd under ``~`` or a ``$VAR`` was expanded on the worker, whose home this machine may not know:
+    then what follows it must continue the repository's path (``~/code/app/src`` fits ``/home/b/code/app``).
+    No cwd (the worker's home): any absolute path.
+    """
+    if not isinstance(repo, str) or not os.path.isabs(repo) or not repo.isprintable():
+        return False
+    if cwd is None or cwd == "":
+        return True
+    if not isinstance(cwd, str):
+        return False
+    parts = PurePosixPath(os.path.normpath(cwd)).parts
+    anchors = [i for i, p in enumerate(parts) if p.startswith("~") or "$" in p]
+    if not anchors and os.path.isabs(cwd):
+        return _within(cwd, repo)
+    if _within(os.path.abspath(os.path.expanduser(os.path.expandvars(cwd))), repo):
+        return True
+    rel, top = parts[anchors[-1] + 1 :] if anchors else parts, PurePosixPath(os.path.normpath(repo)).parts
+    return not rel or any(top[-k:] == rel[:k] for k in range(1, min(len(rel), len(top) - 1) + 1))
+
+
+def check_pushed(local: ProjectRepo, info: RunInfo, task: Task) -> str:
+    """``result.pushed``, once known to be what the task asked for and a remote of ``local`` (name or URL)."""
+    pushed = str(info.pushed)
+    if pushed != task.payload.get("push"):
+        raise refusal(task.id, "pushed", "is not the remote the task asked to push to")
+    remotes = local.remotes()
+    if pushed not in remotes and pushed not in remotes.values():
+        raise refusal(task.id, "pushed", f"is not a remote of {local.path}")
+    return pushed
 
 
 REVIEW_DAYS = 30  # done/ day shards looked at for runs awaiting review (`fleetq diff ID` reaches any)
@@ -93,8 +174,8 @@ def local_repo(info: RunInfo, given: str | None = None, task: Task | None = None
             if given:
                 raise UsageError(f"--repo {given}: not inside a git work tree")
             continue
-        if repo.commit_of(info.head) is None and info.pushed:
-            repo.fetch_branch(info.pushed, info.branch)
+        if repo.commit_of(info.head) is None and info.pushed and task is not None:
+            repo.fetch_branch(check_pushed(repo, info, task), info.branch)
         if repo.commit_of(info.head) is not None:
             return repo
         if given:
@@ -109,17 +190,19 @@ def diff(fleet: Fleet, task: Task, *, stat: bool = False, repo: str | None = Non
     if local is not None:
         return local.diff(info.base, info.head, stat=stat)
     if info.machine and info.machine != fleet.machine:
-        return _remote_git(fleet, info, f"diff {'--stat' if stat else '--patch'} {info.base} {info.head}")
+        return _remote_git(
+            fleet, info, ["diff", "--stat" if stat else "--patch", "--end-of-options", info.base, info.head, "--"]
+        )
     raise FleetqError(f"{info.repo} with {info.branch} is not on this machine and the branch was not pushed")
 
 
-def _remote_git(fleet: Fleet, info: RunInfo, args: str) -> str:
-    """``git -C <repo> ARGS`` on the machine that ran the task, over SSH."""
+def _remote_git(fleet: Fleet, info: RunInfo, args: list[str]) -> str:
+    """``git -C <repo> ARGS`` on the machine that ran the task, over SSH (every word quoted for its shell)."""
     from fleetq.fleet import remote  # imported on use: only this path needs it
 
     cfg = fleet.config(fleet.snapshot(tolerate_offline=True))
     host = remote.host_for(cfg, str(info.machine))
-    res = remote.capture_on(cfg, host, f"git -C {shlex.quote(info.repo)} {args}", timeout=60)
+    res = remote.capture_on(cfg, host, shlex.join(["git", "-C", info.repo, *args]), timeout=60)
     if res.exit_code != 0:
         raise RemoteError(f"git on {host.label} failed: {last_line(res.stderr_tail, res.stdout)}")
     return res.stdout
@@ -216,15 +299,17 @@ def reject(fleet: Fleet, task: Task, *, notes: str | None = None, repo: str | No
     transitions.check_undecided(task)  # before touching the repo; record_review checks again on the head
     deleted: list[str] = []
     local = local_repo(info, repo, task)
+    pusher = local or ProjectRepo(Path.cwd())
+    pushed = check_pushed(pusher, info, task) if info.pushed else None  # checked before anything is deleted
     if local is not None and local.delete_branch(info.branch):
         deleted.append(str(local.path))
-    if info.pushed:
-        problem = (local or ProjectRepo(Path.cwd())).delete_remote_branch(info.pushed, info.branch)
+    if pushed:
+        problem = pusher.delete_remote_branch(pushed, info.branch)
         if problem:
-            raise RemoteError(f"cannot delete {info.branch} on {info.pushed}: {problem}")
-        deleted.append(info.pushed)
+            raise RemoteError(f"cannot delete {info.branch} on {pushed}: {problem}")
+        deleted.append(pushed)
     if local is None and info.machine and info.machine != fleet.machine:
-        _remote_git(fleet, info, f"branch -D {shlex.quote(info.branch)}")
+        _remote_git(fleet, info, ["branch", "-D", "--", info.branch])
         deleted.append(f"{info.machine}:{info.repo}")
     detail = {"branch": info.branch, "deleted_from": deleted}
     transitions.record_review(fleet, task.id, REJECTED, notes, detail)

@@ -259,8 +259,11 @@ def run_notifier(cfg: NotifyConfig, e: Event, log_path: os.PathLike[str] | str) 
 class Notifier:
     """Finds this machine's new events in each snapshot and runs the notifier for them, once each."""
 
-    def __init__(self, fleet: Fleet, *, names: Iterable[str] = ()) -> None:
+    def __init__(
+        self, fleet: Fleet, *, names: Iterable[str] = (), gate: Callable[[str | None], str | None] | None = None
+    ) -> None:
         self.fleet = fleet
+        self.gate = gate  # head -> why its config must not be used (trust/signing.notify_gate: a tainted file)
         self.select = created_by([fleet.machine, *names])
         self.state_path = fleet.state_dir / "notified.yaml"
         self.log_path = fleet.state_dir / "logs" / "notify.log"
@@ -284,6 +287,10 @@ class Notifier:
         The first check on a clone only records what is there. Never raises.
         """
         if snap.commit is not None and snap.commit == self._last_head:
+            return []
+        why = self.gate(snap.commit) if self.gate else None
+        if why:  # nothing recorded as seen: once the config is trusted again, its notifier tells
+            self._once(f"gate:{why}", "notifications: %s", why)
             return []
         new: list[Event] = []
         try:

@@ -4,7 +4,7 @@ Every command leads a process group (a session) of its own, under a supervisor t
 three guarantees:
 
 * **timeout / cancel** kill the whole tree, grandchildren included: SIGTERM to the group, SIGKILL after
-  ``fleetq.run.trees.KILL_GRACE`` seconds;
+  ``fleetq.run.trees.KILL_GRACE`` seconds, a grace the whole group gets even when the leader exits first;
 * **the worker dying** (even by SIGKILL) takes every tree down;
 * **no stray processes**: when the command exits, whatever it left running in its group (``cmd &``) is
   killed, so nothing holds the output pipes open or lingers between tasks. A job that must leave a
@@ -14,10 +14,11 @@ The supervisor is normally the **zygote** (fleetq/run/zygote.py, driven by fleet
 one process per worker process, run by path as ``python -S -I .../zygote.py PPID SOCK_FD GRACE``,
 started on first use (and again if it died), that posix_spawns (vfork+exec) each command on request,
 so a command costs a fork+exec instead of a Python start (~20 ms of CPU). The worker passes the
-command's stdin/stdout/stderr with SCM_RIGHTS and signals the command's group itself on
-timeout/cancel. The zygote notices the worker's death by EOF on its socket (whichever thread started
-it, and on macOS too), backed by PR_SET_PDEATHSIG: since that fires when the *thread* that forked the
-zygote exits, the zygote is always forked from one dedicated thread that lives as long as the process
+command's stdin/stdout/stderr with SCM_RIGHTS and, on timeout/cancel, asks the zygote to stop the
+group (``term``: SIGTERM, and the whole group's grace even when the leader exits at once). The
+zygote notices the worker's death by EOF on its socket (whichever thread started it, and on macOS
+too), backed by PR_SET_PDEATHSIG: since that fires when the *thread* that forked the zygote exits,
+the zygote is always forked from one dedicated thread that lives as long as the process
 (``run_command`` itself runs in short-lived per-task threads). If the zygote dies, the commands it was
 running are swept (SIGKILL to their groups) and report an unknown status.
 
@@ -35,6 +36,8 @@ No ``preexec_fn`` anywhere: the worker is multithreaded. See docs/design.md, "Ru
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import shlex
 import signal
@@ -45,8 +48,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from fleetq.run.redact import MARGIN, redact
 from fleetq.run.trees import SupervisedTree, Tree, stop_tree, wait_tree
 from fleetq.run.zygote_client import ZygoteGone, ZygoteTree, live_zygote
+
+log = logging.getLogger("fleetq.run.procs")
 
 _READ_CHUNK = 65536
 _DRAIN_WAIT = 2.0  # seconds to wait for the output pipes to close once the tree is gone
@@ -61,23 +67,74 @@ class ProcResult:
     timed_out: bool
     cancelled: bool
     stdout: str  # the full stdout, only with capture_stdout=True
+    log_error: str | None = None  # the log could not be written (a full disk): the run was stopped
+
+
+class _Log:
+    """The run's log file. A write that fails (a full disk) stops the run, not the worker: the error is
+    kept, ``failed`` is set (the run is stopped), and this run's output is cut from the file so the
+    space is given back to the worker and the next runs; the pipes are still drained."""
+
+    def __init__(self, path: Path, header: str) -> None:
+        self.file = open(path, "ab", buffering=0)  # unbuffered: a failed write leaves nothing to retry
+        self.lock = threading.Lock()
+        self.error: str | None = None
+        self.failed = threading.Event()
+        self.start = self._end()  # what a failed write cuts the file back to: this run's output goes
+        self.write(header.encode())
+        self.start = self._end()  # the command line stays
+
+    def _end(self) -> int:
+        try:
+            return self.file.seek(0, os.SEEK_END)
+        except OSError:
+            return self.start
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            if self.error is not None:
+                return
+            try:
+                view = memoryview(data)
+                while view:
+                    n = self.file.write(view)
+                    if not n:
+                        raise OSError(errno.EIO, "the log took no bytes")
+                    view = view[n:]
+            except OSError as e:
+                self.error = f"{(e.strerror or str(e)).lower()} while writing output"
+                log.warning("%s: %s; the run is stopped and its output dropped from the log", self.file.name, e)
+                with contextlib.suppress(OSError):
+                    self.file.truncate(self.start)
+                    self.file.write(f"# {self.error}: this run was stopped and its output dropped\n".encode())
+                self.failed.set()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+
+
+class _Stop(threading.Event):
+    """What wait_tree polls: set by the run's cancel or by a log that cannot be written."""
+
+    def __init__(self, *events: threading.Event | None) -> None:
+        super().__init__()
+        self.events = [e for e in events if e is not None]
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
 
 
 class _Stream:
-    """Drains one pipe in a thread: appends to the log, keeps a bounded tail, optionally everything."""
+    """Drains one pipe in a thread: appends to the log, keeps a bounded tail, optionally everything.
 
-    def __init__(
-        self,
-        pipe: IO[bytes],
-        log: BinaryIO,
-        lock: threading.Lock,
-        *,
-        tail_bytes: int,
-        capture: bool,
-        echo: BinaryIO | None,
-    ) -> None:
-        self.pipe, self.log, self.lock = pipe, log, lock
+    The tail kept is ``tail_bytes`` plus ``redact.MARGIN``, so a secret that straddles the final cut is
+    still whole when the tail is redacted (:func:`redacted_tail`)."""
+
+    def __init__(self, pipe: IO[bytes], log: _Log, *, tail_bytes: int, capture: bool, echo: BinaryIO | None) -> None:
+        self.pipe, self.log = pipe, log
         self.tail_bytes, self.capture, self.echo = tail_bytes, capture, echo
+        self.keep = tail_bytes + MARGIN
         self.tail = bytearray()
         self.full = bytearray()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -92,19 +149,17 @@ class _Stream:
                 break
             if not chunk:
                 break
-            with self.lock:
-                self.log.write(chunk)
-                self.log.flush()
+            self.log.write(chunk)
             if self.echo is not None:
                 _echo(self.echo, chunk)
             if self.capture:
                 self.full += chunk
             self.tail += chunk
-            if len(self.tail) > 2 * self.tail_bytes:
-                del self.tail[: len(self.tail) - self.tail_bytes]
+            if len(self.tail) > 2 * self.keep:
+                del self.tail[: len(self.tail) - self.keep]
 
     def text_tail(self) -> str:
-        return tail_text(bytes(self.tail), self.tail_bytes)
+        return redacted_tail(bytes(self.tail), self.tail_bytes)
 
 
 def _echo(stream: BinaryIO, chunk: bytes) -> None:
@@ -126,6 +181,14 @@ def tail_text(data: bytes, limit: int) -> str:
     while skip < min(3, len(cut)) and 0x80 <= cut[skip] <= 0xBF and len(cut) < len(data):
         skip += 1
     return cut[skip:].decode("utf-8", errors="replace")
+
+
+def redacted_tail(data: bytes, limit: int) -> str:
+    """The last ``limit`` bytes as text, redacted *before* the cut (``redact.MARGIN`` more bytes are
+    looked at), so a key that straddles the cut is masked whole instead of leaving its end."""
+    if limit <= 0:
+        return ""
+    return tail_text(redact(tail_text(data, limit + MARGIN)).encode("utf-8"), limit)
 
 
 def describe(argv: list[str] | str) -> str:
@@ -176,8 +239,9 @@ def run_command(
     """Run ``argv`` (or a ``/bin/sh -c`` string with ``shell=True``) as a supervised tree.
 
     stdout and stderr are appended to ``log_path`` as they arrive, and their last
-    ``tail_bytes`` kept. ``timeout`` None means no limit. ``echo_*`` also copies the
-    stream live to this process's stdout/stderr (for interactive commands).
+    ``tail_bytes`` kept, redacted. ``timeout`` None means no limit. ``echo_*`` also copies the
+    stream live to this process's stdout/stderr (for interactive commands). When the log cannot
+    be written (a full disk), the tree is stopped and ``log_error`` says why.
     Raises OSError only when the command cannot be started at all (e.g. a missing cwd).
     """
     if shell or isinstance(argv, str):
@@ -188,16 +252,15 @@ def run_command(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     deadline = None if timeout is None else started + max(0.0, float(timeout))
-    with open(log_path, "ab") as log_file:
-        log_file.write(f"$ {describe(argv)}\n".encode())
-        log_file.flush()
+    log_file = _Log(log_path, f"$ {describe(argv)}\n")
+    try:
+        if log_file.error is not None:  # no room for even the command line: do not start what would be lost
+            return ProcResult(None, 0.0, "", "", False, False, "", log_error=log_file.error)
         tree = _launch(cmd, cwd, env, stdin_text is not None)
         try:
-            lock = threading.Lock()
             out = _Stream(
                 tree.stdout,
                 log_file,
-                lock,
                 tail_bytes=tail_bytes,
                 capture=capture_stdout,
                 echo=_binary(sys.stdout) if echo_stdout else None,
@@ -205,7 +268,6 @@ def run_command(
             err = _Stream(
                 tree.stderr,
                 log_file,
-                lock,
                 tail_bytes=tail_bytes,
                 capture=False,
                 echo=_binary(sys.stderr) if echo_stderr else None,
@@ -213,22 +275,24 @@ def run_command(
             if stdin_text is not None and tree.stdin is not None:
                 threading.Thread(target=_feed, args=(tree.stdin, stdin_text), daemon=True).start()
             try:
-                timed_out, cancelled = wait_tree(tree, deadline, cancel)
+                timed_out, cancelled = wait_tree(tree, deadline, _Stop(cancel, log_file.failed))
             except BaseException:  # KeyboardInterrupt in `fleetq run`: never leave the tree behind
                 stop_tree(tree)
                 raise
+            cancelled = cancelled and (cancel is not None and cancel.is_set())  # not a full disk
             status = tree.status()
-            if status is None and not (timed_out or cancelled):
+            if status is None and not (timed_out or cancelled or log_file.error):
                 # The supervisor died without reporting (killed from outside): sweep the group.
                 tree.signal(signal.SIGKILL)
             for s in (out, err):
                 s.thread.join(_DRAIN_WAIT)
             duration = time.monotonic() - started
-            code = None if (timed_out or cancelled) else status
-            with lock:
-                log_file.write(f"\n# {_footer(code, duration, timed_out, cancelled, timeout)}\n".encode())
+            code = None if (timed_out or cancelled or log_file.error) else status
+            log_file.write(f"\n# {_footer(code, duration, timed_out, cancelled, timeout)}\n".encode())
         finally:
             tree.close()
+    finally:
+        log_file.close()
     return ProcResult(
         exit_code=code,
         duration=duration,
@@ -237,6 +301,7 @@ def run_command(
         timed_out=timed_out,
         cancelled=cancelled,
         stdout=bytes(out.full).decode("utf-8", errors="replace") if capture_stdout else "",
+        log_error=log_file.error,
     )
 
 

@@ -1,7 +1,8 @@
 """The per-command supervisor: the fallback when the zygote (fleetq/run/zygote.py) cannot start.
 
 fleetq.run.trees runs this file by path, ``python -S -I .../supervisor.py PPID STATUS_FD GRACE CMD...``,
-once per command, so it must import nothing from fleetq: standard library only, and small. It:
+once per command, so it must import nothing from fleetq: standard library only, and small (on a stop it
+loads ``group_alive`` from zygote.py next to it, itself standalone). It:
 
 * becomes a session leader (``setsid``), so the command and all it starts share its process group;
 * asks for PR_SET_PDEATHSIG(SIGTERM) on Linux and polls ``getppid()`` everywhere, so the worker's death
@@ -9,7 +10,8 @@ once per command, so it must import nothing from fleetq: standard library only, 
 * runs the command, reports its exit status (128+N for signal N; 127/126 when it cannot be run) as one
   line on the private pipe STATUS_FD;
 * on SIGTERM/SIGHUP/SIGINT (timeout, cancel, the worker gone) SIGTERMs its group and waits up to GRACE
-  seconds for the command;
+  seconds for the whole group, not only the command: a ``sh`` that exits at once must not cut its
+  children's grace short;
 * always ends by SIGKILLing its group: the command's leftovers, and itself.
 
 Importing it has no side effects.
@@ -77,6 +79,19 @@ def _end() -> None:
     os._exit(0)
 
 
+def _group_alive() -> bool:
+    """Whether a live process other than this one is in our group (fleetq/run/zygote.py's ``group_alive``).
+
+    Loaded from the file next to this one, and only when a stop needs it: both files run standalone.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from zygote import group_alive  # type: ignore[import-not-found]
+
+    return bool(group_alive(os.getpid()))
+
+
 def _code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
@@ -121,12 +136,14 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.killpg(0, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while child is not None and time.monotonic() < deadline:
-        try:
-            pid, _ = os.waitpid(child.pid, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid:
+    while time.monotonic() < deadline:
+        if child is not None:
+            try:
+                if os.waitpid(child.pid, os.WNOHANG)[0]:
+                    child = None  # reaped: only the rest of the group is waited for now
+            except ChildProcessError:
+                child = None
+        if child is None and not _group_alive():
             break
         time.sleep(0.05)
     _end()

@@ -14,6 +14,7 @@ Wire format, on a SOCK_STREAM socketpair: 4-byte big-endian length + a ``marshal
 and both ends are the same interpreter, so the format always matches).
 
     worker -> zygote   ("run", rid, argv, cwd, env)   + 3 fds (stdin, stdout, stderr) as SCM_RIGHTS
+                       ("term", rid)                   stop it: SIGTERM its group, SIGKILL after GRACE
     zygote -> worker   ("hello", zygote_pid)           once, when ready
                        ("crash", text)                 a bug: it takes its trees down and exits
                        ("started", rid, pid)           exec'd; pid leads its own session/group
@@ -26,16 +27,21 @@ they always arrive with the header of the request they belong to.
 
 Guarantees (those the per-command supervisor gives):
 
-* a command leads a new session, so ``killpg(pid)`` reaches all it started; the worker signals the
-  group itself on timeout/cancel. The pid is reported only after the exec, when the group exists;
+* a command leads a new session, so ``killpg(pid)`` reaches all it started; on timeout/cancel the
+  worker sends ``term`` (and SIGKILLs the group itself if that is not over in time). The pid is
+  reported only after the exec, when the group exists;
 * when a command exits, whatever it left in its group is SIGKILLed (nothing holds the output pipes
   open). The exited leader is looked at with ``waitid(WNOWAIT)`` first, so the still-unreaped zombie
   pins the group id while it is killed: no pid-reuse race;
-* when the worker dies (even by SIGKILL), every live group gets SIGTERM, then SIGKILL after GRACE, and
-  the zygote exits. The main signal is EOF on the socket (the kernel closes the worker's end however it
-  dies, whichever of its threads started us); PR_SET_PDEATHSIG(SIGTERM) and a changed ``getppid()`` are
-  back-ups. fleetq.run.zygote_client forks the zygote from a thread that never exits, because PDEATHSIG fires when
-  the forking *thread* exits;
+* a group being stopped (``term``, or the worker gone) gets the whole grace: SIGTERM, then SIGKILL after
+  GRACE, even when the leader (often ``sh``) exits at once. Its zombie is kept, pinning the group id,
+  until the rest of the group is gone (seen in /proc; elsewhere the grace is waited out) or the grace
+  ends; only then is the exit reported;
+* when the worker dies (even by SIGKILL), every live group is stopped that way, and the zygote exits.
+  The main signal is EOF on the socket (the kernel closes the worker's end however it dies, whichever
+  of its threads started us); PR_SET_PDEATHSIG(SIGTERM) and a changed ``getppid()`` are back-ups.
+  fleetq.run.zygote_client forks the zygote from a thread that never exits, because PDEATHSIG fires
+  when the forking *thread* exits;
 * if the zygote itself is killed, the worker sees EOF and SIGKILLs the groups of the commands it was
   waiting for (it knows their pids).
 """
@@ -157,6 +163,7 @@ class Zygote:
         self.sock, self.ppid, self.grace = sock, ppid, grace
         self.pid = os.getpid()
         self.children: dict[int, int] = {}  # pid -> request id, until reaped
+        self.ending: dict[int, float] = {}  # pid -> when its grace ends: SIGTERMed groups
         self.stopping = False
         self.prctl = _load_prctl()
         self.wake_r, self.wake_w = os.pipe()
@@ -181,9 +188,10 @@ class Zygote:
     # -- main loop --
     def loop(self) -> None:
         # Without PDEATHSIG (macOS) poll getppid() too; the socket EOF is the main signal anyway.
-        timeout = None if self.prctl is not None else 0.5
+        idle = None if self.prctl is not None else 0.5
         sock_fd = self.sock.fileno()
         while not self.stopping:
+            timeout = 0.05 if self.ending else idle  # a group in its grace is looked at often
             ready, _, _ = select.select([sock_fd, self.wake_r], [], [], timeout)
             if self.wake_r in ready:
                 self._drain_wakeups()
@@ -212,6 +220,10 @@ class Zygote:
 
     # -- starting a command --
     def handle(self, msg: Any, fds: list[int]) -> None:
+        if isinstance(msg, tuple) and len(msg) == 2 and msg[0] == "term" and not fds:
+            for pid in [p for p, rid in self.children.items() if rid == msg[1]]:
+                self.terminate(pid)
+            return
         try:
             kind, rid, argv, cwd, env = msg
             if kind != "run" or len(fds) != 3:
@@ -245,35 +257,49 @@ class Zygote:
         self.reply(("started", rid, pid))
 
     # -- ending commands --
+    def terminate(self, pid: int) -> None:
+        """Stop a command's group: SIGTERM now, SIGKILL when the grace ends (``reap`` sees to it)."""
+        self.ending.setdefault(pid, time.monotonic() + self.grace)
+        _killpg(pid, signal.SIGTERM)
+
     def reap(self, *, reply: bool) -> None:
-        while (ended := self._next_exit()) is not None:
+        now = time.monotonic()
+        for pid in [p for p, until in self.ending.items() if now >= until]:
+            _killpg(pid, signal.SIGKILL)  # the grace is over, the leader gone or not
+        while (ended := self._next_exit(now)) is not None:
             pid, status = ended
+            self.ending.pop(pid, None)
             rid = self.children.pop(pid, None)
             if rid is not None and reply:
                 self.reply(("exit", rid, exit_code(status)))
 
-    @staticmethod
-    def _next_exit() -> tuple[int, int] | None:
-        """Reap one exited child after SIGKILLing what it left in its group."""
+    def _next_exit(self, now: float) -> tuple[int, int] | None:
+        """Reap one exited child (not one in its grace) after SIGKILLing what it left in its group."""
         try:
-            if hasattr(os, "waitid"):
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-                if info is None:
+            if not hasattr(os, "waitid"):
+                pid, status = os.waitpid(-1, os.WNOHANG)  # no waitid (macOS): kill right after reaping
+                if not pid:
                     return None
-                _killpg(info.si_pid, signal.SIGKILL)  # the unreaped zombie still pins the group id
-                return os.waitpid(info.si_pid, 0)
-            pid, status = os.waitpid(-1, os.WNOHANG)  # no waitid (macOS): kill right after reaping
-            if not pid:
-                return None
-            _killpg(pid, signal.SIGKILL)
-            return pid, status
+                _killpg(pid, signal.SIGKILL)
+                return pid, status
+            peek = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            # ours first, one by one: a leader kept in its grace (its group still cleaning up) hides no other
+            exited = (p for p in self.children if os.waitid(os.P_PID, p, peek))
+            found = next((p for p in exited if not (now < self.ending.get(p, now) and group_alive(p))), None)
+            if found is None:  # anything else (the start-up probe), unless it is one in its grace
+                info = os.waitid(os.P_ALL, 0, peek)
+                if info is None or info.si_pid in self.children:
+                    return None
+                found = info.si_pid
+            _killpg(found, signal.SIGKILL)  # the unreaped zombie still pins the group id
+            return os.waitpid(found, 0)
         except ChildProcessError:
             return None
 
     def shutdown(self) -> None:
-        """The worker is gone: SIGTERM every live tree, SIGKILL after the grace, exit."""
+        """The worker is gone: stop every live tree (SIGTERM, SIGKILL after the grace), exit."""
         for pid in self.children:
-            _killpg(pid, signal.SIGTERM)
+            self.terminate(pid)
         deadline = time.monotonic() + self.grace
         while self.children and time.monotonic() < deadline:
             select.select([self.wake_r], [], [], 0.05)
@@ -282,6 +308,26 @@ class Zygote:
         for pid in self.children:
             _killpg(pid, signal.SIGKILL)
         os._exit(0)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a live process other than the leader ``pgid`` is in its group. Read from /proc, since the
+    leader's zombie pins the group (``killpg(pgid, 0)`` cannot tell); without /proc, yes (the grace is
+    waited out). fleetq/run/supervisor.py loads it from this file (both run standalone)."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if name.isdigit() and name != str(pgid):
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[-1].split()  # after "pid (comm)": state ppid pgrp ...
+            except OSError:
+                continue  # gone meanwhile
+            if len(fields) > 2 and fields[2] == b"%d" % pgid and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
 
 
 def _spawn(argv: list[str], env: dict[str, str], fds: list[int]) -> int:

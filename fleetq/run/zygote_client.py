@@ -45,7 +45,8 @@ class ZygoteGone(Exception):
 class _Job:
     """One request to the zygote, filled in by the reader thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, rid: int) -> None:
+        self.rid = rid
         self.started = threading.Event()  # set with pid, or error, or lost
         self.done = threading.Event()  # set with status, or error, or lost
         self.pid: int | None = None
@@ -67,12 +68,11 @@ class ZygoteClient:
         threading.Thread(target=self._read, name="fleetq-zygote-reader", daemon=True).start()
 
     def submit(self, cmd: list[str], cwd: str, env: dict[str, str], fds: tuple[int, int, int]) -> _Job:
-        job = _Job()
         with self._lock:
             if not self.alive:
                 raise ZygoteGone()
             rid = next(self._ids)
-            self._pending[rid] = job
+            self._pending[rid] = job = _Job(rid)
         try:
             with self._send_lock:
                 send_frame(self.sock, ("run", rid, cmd, cwd, env), fds)
@@ -82,6 +82,16 @@ class ZygoteClient:
                 self.alive = False  # so the retry starts a new one, even before our reader sees the EOF
             raise ZygoteGone() from e
         return job
+
+    def terminate(self, job: _Job) -> bool:
+        """Ask the zygote to stop a command's group (SIGTERM, SIGKILL after the grace, even once the leader
+        has exited); False when it cannot be asked (it is gone)."""
+        try:
+            with self._send_lock:
+                send_frame(self.sock, ("term", job.rid))
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         """EOF to the zygote: it takes down whatever still runs and exits; the reader thread reaps it."""
@@ -282,6 +292,7 @@ class ZygoteTree:
         in_r, in_w = os.pipe() if with_stdin else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1)
         ours = [out_r, err_r] + ([in_w] if with_stdin else [])
         job: _Job | None = None
+        self._client = client
         try:
             self._job = job = client.submit(cmd, cwd, env, (in_r, out_w, err_w))
             job.started.wait()
@@ -304,11 +315,14 @@ class ZygoteTree:
 
     def signal(self, sig: int) -> None:
         job = self._job
-        if job.pid is not None and not job.reaped:  # once reaped, the pid may belong to someone else
-            signal_group(job.pid, sig)
+        if job.pid is None or job.reaped:  # once reaped, the pid may belong to someone else
+            return
+        if sig == signal.SIGTERM and self._client.terminate(job):
+            return  # the zygote gives the whole group the grace, then SIGKILLs it
+        signal_group(job.pid, sig)
 
     def grace(self) -> float:
-        return trees.KILL_GRACE
+        return trees.KILL_GRACE + 1.0  # the zygote SIGKILLs the group itself after KILL_GRACE
 
     def status(self) -> int | None:
         return None if self._job.lost else self._job.status

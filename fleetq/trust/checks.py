@@ -9,20 +9,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleetq import yamlio
-from fleetq.core import schedules, states
+from fleetq.core import moves, schedules, states
 from fleetq.core import task as taskmod
-from fleetq.core.config import MACHINES, SETTINGS, parse_machines, unknown_machine_keys
+from fleetq.core.config import MACHINES, SETTINGS, parse_machines, settings_problems, unknown_machine_keys
 from fleetq.core.snapshot import Problem, Snapshot
 from fleetq.core.task import Task
 from fleetq.errors import FleetqError
-from fleetq.git.inspect import blob_size
+from fleetq.git.objects import shown
 from fleetq.git.repo import GitRepo
 from fleetq.layout import AGENTS, SCHEDULES, SIGNERS
 from fleetq.run import redact
 from fleetq.run.agents.registry import agents_from
 
 # What a finding is, by fsck's names: invalid id_mismatch misplaced secret duplicate dangling_dep
-# never_runs bad_config (fsck adds ghost_claim untrusted rewritten, which need more than the tree).
+# never_runs bad_config odd_entry (fsck adds ghost_claim untrusted rewritten, which need more than the tree).
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ def examine_task(path: str, raw: bytes, blob: str = "") -> tuple[list[Finding], 
         kind = "id_mismatch" if not taskmod.validate(data) else "invalid"
         return [Finding(path, f"{path}: " + "; ".join(errs), kind, tid)], None
     t = Task(data=data, state=loc.state, path=path, blob=blob, raw=raw)
+    if len(raw) > moves.MAX_NEW_BYTES and not any(k in data for k in taskmod.SYSTEM_FIELDS):
+        return [Finding(path, f"{path}: {moves.too_big(len(raw))}", "invalid", tid)], None  # no room for a claim
     hit = redact.find_secret([data.get(k) for k in taskmod.USER_FIELDS])
     if hit:
         why = (
@@ -83,12 +85,10 @@ def config_problems(path: str, data: Any) -> list[str]:
         return [f"{MACHINES}: {p}" for p in unknown_machine_keys(data)]
     if path == SCHEDULES:
         return schedules.problems(data)
+    if path == SETTINGS:
+        return settings_problems(data)
     if path == AGENTS:
         agents_from(data)
-    elif path == SETTINGS and data is not None and not isinstance(data, dict):
-        raise FleetqError(f"{path}: expected a mapping of settings")
-    elif path == SETTINGS and data and not isinstance(data.get("require_signed", False), bool):
-        raise FleetqError(f"{path}: require_signed must be true or false")
     return []
 
 
@@ -154,15 +154,34 @@ def check_file(path: str, raw: bytes) -> list[Finding]:
 
 
 def check_blob(repo: GitRepo, path: str, blob: str) -> tuple[list[Finding], Task | None]:
-    """``examine`` of a file in git, each finding carrying its blob (a many-MB blob is refused unread)."""
-    size = blob_size(repo, blob)
+    """``examine`` of a file in git, each finding carrying its blob (a many-MB blob is refused unread;
+    an object that cannot be read, a corrupt loose file, is that file's one problem)."""
+    try:
+        size = repo.object_size(blob)
+        raw = repo.read_blob(blob) if size <= yamlio.MAX_BYTES else b""
+    except FleetqError as e:
+        return [_unreadable(path, f"{path}: {e}", blob)], None
     if size > yamlio.MAX_BYTES:
-        loc = states.location(path)
-        kind = "invalid" if path.startswith(f"{states.QUEUE}/") else "bad_config"
-        why = f"{path}: file is {size} bytes, over the {yamlio.MAX_BYTES} byte limit"
-        return [Finding(path, why, kind, loc.task_id if loc else None, {"blob": blob})], None
-    found, t = examine(path, repo.read_blob(blob), blob)
+        return [_unreadable(path, f"{path}: file is {size} bytes, over the {yamlio.MAX_BYTES} byte limit", blob)], None
+    found, t = examine(path, raw, blob)
     return [replace(f, extra={**f.extra, "blob": blob}) for f in found], t
+
+
+def _unreadable(path: str, why: str, blob: str) -> Finding:
+    loc = states.location(path)
+    kind = "invalid" if path.startswith(f"{states.QUEUE}/") else "bad_config"
+    return Finding(path, why, kind, loc.task_id if loc else None, {"blob": blob})
+
+
+def odd_entry(path: str, why: str) -> Finding:
+    """A tree entry no reader can use (a gitlink, a name that is not UTF-8: ``Entry.odd``), anywhere in the tree."""
+    path = shown(path)
+    return Finding(path, f"{path}: {why}", "odd_entry")
+
+
+def odd_entries(repo: GitRepo, tree: str | None) -> list[Finding]:
+    """``odd_entry`` of every such entry below ``tree`` (fsck, validate: the readers skip them)."""
+    return [odd_entry(p, why) for p, why in repo.odd_below(tree)] if tree else []
 
 
 def places(paths: Iterable[str], into: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
@@ -205,8 +224,8 @@ def diff_trees(repo: GitRepo, a: str | None, b: str | None, prefix: str = "") ->
     """Changed files between two trees, descending only into subtrees that differ."""
     if a == b:
         return []
-    left = {e.name: e for e in repo.entries(a)} if a else {}
-    right = {e.name: e for e in repo.entries(b)} if b else {}
+    left = {e.name: e for e in repo.raw_entries(a)} if a else {}  # odd entries too: the hook refuses them
+    right = {e.name: e for e in repo.raw_entries(b)} if b else {}
     out: list[Change] = []
     for name in sorted(left.keys() | right.keys()):
         x, y = left.get(name), right.get(name)

@@ -12,9 +12,10 @@ the compare-and-swap loop and re-checked on the head it lands on (the repairs,
 and why each is safe, are fleetq/trust/repairs.py).
 
 Reported only, since fleetq cannot know what a person meant: config files that
-are wrong, secrets, tasks nothing could run, protected files changed without the signature ``require_signed``
-asks for (workers run nothing until a signed commit changes them again), and a
-remote whose main was rewritten (force-pushed) under this clone.
+are wrong, secrets, tasks nothing could run, protected files (anything under config/ or
+handlers/) changed, by a commit or a merge, without the signature ``require_signed`` asks
+for (workers run nothing until a signed commit changes them again: ``signing.trust_at``),
+and a remote whose main was rewritten (force-pushed) under this clone.
 """
 
 from __future__ import annotations

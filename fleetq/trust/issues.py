@@ -12,7 +12,7 @@ from typing import Any
 @dataclass
 class Issue:
     # the problem list's kinds (trust/checks.py: duplicate id_mismatch invalid misplaced secret dangling_dep
-    # never_runs bad_config), and what only fsck sees: ghost_claim untrusted rewritten
+    # never_runs bad_config odd_entry), and what only fsck sees: ghost_claim untrusted rewritten
     kind: str
     path: str
     detail: str

@@ -27,7 +27,7 @@ from typing import Any
 from fleetq import yamlio
 from fleetq.core import states
 from fleetq.core.config import GENERIC_TYPES, MACHINES, parse_machines
-from fleetq.core.heartbeat import STATE_FILE
+from fleetq.core.heartbeat import read_state
 from fleetq.core.matching import AGENT_TYPES
 from fleetq.core.snapshot import Snapshot
 from fleetq.core.task import Task
@@ -116,15 +116,9 @@ class Reach:
 
 def heartbeat_states(repo: GitRepo) -> dict[str, dict[str, Any]]:
     """Each machine's last heartbeat state, as this repo holds the refs (a remote, or a clone's last fetch)."""
-    out = {}
-    for ref, sha in repo.refs_under(MACHINE_REFS).items():
-        try:
-            e = repo.lookup(repo.tree_of(sha), STATE_FILE)
-            data = _plain(repo.read_blob(e.sha), STATE_FILE) if e is not None and not e.is_tree else None
-        except (FleetqError, ValueError):
-            data = None
-        out[ref[len(MACHINE_REFS) + 1 :]] = data if isinstance(data, dict) else {}
-    return out
+    # typed (heartbeat.read_state): anyone who can push writes these refs
+    refs = repo.refs_under(MACHINE_REFS)
+    return {ref[len(MACHINE_REFS) + 1 :]: read_state(repo, sha)[0] for ref, sha in refs.items()}
 
 
 class Context:

@@ -11,8 +11,10 @@ A push to ``refs/heads/main`` is accepted only when it
   may not vanish except by archiving a done shard, a new task starts in pending/
   (or needs_human/, where fsck quarantines a file), and no task sits in two places,
 * and, when signing is required, carries a good signature on every commit that
-  creates a task, changes what a task runs, or changes a protected file
-  (``signing.needs_signature``).
+  creates a task, changes what a task runs, sends a finished task back to run (a
+  re-run is a new order), or changes a protected file, anything under config/ or
+  handlers/ (``signing.needs_signature``). A merge is judged by its diff against
+  its first parent, as the worker's chain of trust judges it.
 
 Heartbeat refs (``refs/fleetq/machines/*``) are force-pushed by design and always
 accepted. Only changed paths are examined, so fleetq's own one-commit pushes
@@ -29,7 +31,7 @@ from fleetq.core.task import Task
 from fleetq.git.inspect import ZERO_SHA, new_commits, parents_of
 from fleetq.git.repo import GitRepo
 from fleetq.layout import BRANCH, MACHINE_REFS, MAIN_REF
-from fleetq.trust import checks, signing
+from fleetq.trust import checks, signatures, signing
 from fleetq.trust.checks import Change, Finding, check_blob, diff_trees, touched_ids, tree_snapshot
 from fleetq.trust.reach import Context, decisive
 
@@ -82,6 +84,10 @@ def check_content(
     found: list[Finding] = []
     ctx = Context(repo, history, tree=tree)
     for path in sorted(set(paths)):
+        odd = repo.odd_at(tree, path) if tree is not None else ""
+        if odd:  # a gitlink or a name no reader can use, anywhere (handlers/ too)
+            found.append(checks.odd_entry(path, odd))
+            continue
         if not path.startswith(CHECKED_DIRS) or tree is None:
             continue
         entry = repo.lookup(tree, path)
@@ -176,10 +182,10 @@ def check_range(repo: GitRepo, commits: list[str], tip: str, base: str | None = 
                 needs_sig.append((c, what, policy))
     base_tree = repo.tree_of(base) if base else None
     msgs += [str(f) for f in check_content(repo, repo.tree_of(tip), written, base_tree, tip)]
-    bad = signing.verify_commits(repo, [(c, p.signers) for c, _, p in needs_sig])
+    bad = signatures.verify_commits(repo, [(c, p.signers) for c, _, p in needs_sig])
     for c, what, _ in needs_sig:
         if c in bad:
-            msgs.append(f"{c[:10]}: {what}, so it must be signed by a key in {signing.SIGNERS}, but it is {bad[c]}")
+            msgs.append(f"{c[:10]}: {what}, so it must be signed by a key in {checks.SIGNERS}, but it is {bad[c]}")
     return msgs
 
 

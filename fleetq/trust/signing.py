@@ -9,12 +9,18 @@ key. fleetq's own transition commits (claims, reports, hand-backs, notes) change
 none of those fields and need no signature.
 
 The rule is only as strong as the files that define it, so commits that change a
-*protected* file (the settings, the signers, agents' argv templates, skills'
-install commands, schedules, custom handler code) must be signed too, by a key
-allowed before the change. A remote with the pre-receive hook refuses such
-commits; a worker checks the same chain itself (``trust_at``), so a remote that
-runs no hooks (GitHub) is covered too: an unsigned change to a protected file
-stops every task until a signed commit changes that file again.
+*protected* file (anything under ``config/`` or ``handlers/``: the settings, the
+signers, machines, agents' argv templates, skills' install commands, schedules,
+the notifier, custom handler code) must be signed too, by a key allowed before
+the change. A remote with the pre-receive hook refuses such commits; a worker
+checks the same chain itself (``trust_at``, first-parent diffs as the hook sees
+them, so a merge's own changes count), so a remote that runs no hooks (GitHub) is
+covered too: an unsigned change to a protected file stops every task (and every
+notifier and schedule: ``untrusted``) until a signed commit changes that file again.
+
+A re-run is a new order: a commit that sends a finished task (done, failed or
+needs_human) back to pending or claimed must be signed as well (``rerun``), so
+nobody can replay signed work without a signature.
 
 A machine owner can pin the rule locally, out of reach of anyone who can push:
 ``git config fleetq.requireSigned true`` and ``git config
@@ -23,11 +29,9 @@ fleetq.allowedSignersFile PATH`` in the worker's clone (or the bare remote).
 
 from __future__ import annotations
 
-import atexit
 import json
-import shutil
-import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,26 +39,19 @@ from typing import Any
 from fleetq import yamlio
 from fleetq.core import states
 from fleetq.core.config import SETTINGS
+from fleetq.core.states import CLAIMED, DONE, FAILED, NEEDS_HUMAN, PENDING
 from fleetq.core.task import Task
 from fleetq.errors import FleetqError
-from fleetq.git.inspect import signature_status
 from fleetq.git.repo import GitRepo
-from fleetq.layout import LOCAL_REQUIRE, LOCAL_SIGNERS
+from fleetq.layout import LOCAL_REQUIRE, LOCAL_SIGNERS, PROTECTED_DIRS
 from fleetq.trust.checks import SIGNERS, location, touched_ids, tree_snapshot
+from fleetq.trust.signatures import verify_commits
 
 # What decides what a task runs and where: a change to any of these must be signed.
 EXEC_FIELDS = ("type", "title", "agent", "payload", "target", "requires")
-PROTECTED_FILES = (SETTINGS, SIGNERS, "config/agents.yaml", "config/skills.yaml", "config/schedules.yaml")
-PROTECTED_DIRS = ("handlers/",)  # custom task types: the .py files a worker imports
-CODES = {
-    "N": "not signed",
-    "U": f"signed by a key that is not in {SIGNERS}",
-    "B": "signed with a bad signature",
-    "E": "signed, but the signature cannot be checked (is ssh-keygen installed?)",
-    "X": "signed with an expired signature",
-    "Y": "signed by an expired key",
-    "R": "signed by a revoked key",
-}
+_PREFIXES = tuple(f"{d}/" for d in PROTECTED_DIRS)  # layout.PROTECTED_DIRS: config/ and handlers/, every file
+RUNNABLE = frozenset({PENDING, CLAIMED})
+FINISHED = frozenset({DONE, FAILED, NEEDS_HUMAN})  # back to RUNNABLE from here only by a signed order
 _UNREADABLE = "<unreadable>"
 
 
@@ -78,17 +75,26 @@ class Trust:
 
 
 def is_protected(path: str) -> bool:
-    return path in PROTECTED_FILES or (path.startswith(PROTECTED_DIRS) and path.endswith(".py"))
+    """Whether ``path`` decides what runs or where: the hooks, the worker's chain of trust and fsck all ask this."""
+    return path in PROTECTED_DIRS or path.startswith(_PREFIXES)
 
 
 def protected_paths(repo: GitRepo, tree: str | None) -> list[str]:
     """The protected files present in ``tree`` (what a signed "I reviewed this" commit must touch)."""
-    found = [p for p in PROTECTED_FILES if _blob_at(repo, tree, p)]
+    found: list[str] = []
     for d in PROTECTED_DIRS:
-        e = repo.lookup(tree, d.rstrip("/")) if tree else None
-        if e is not None and e.is_tree:
-            found += [f"{d}{p}" for p, _ in repo.walk_blobs(e.sha) if is_protected(f"{d}{p}")]
+        e = repo.lookup(tree, d) if tree else None
+        if e is not None:
+            found += [f"{d}/{p}" for p, _ in repo.walk_blobs(e.sha)] if e.is_tree else [d]
     return found
+
+
+def rerun(old: set[str], new: set[str]) -> str | None:
+    """'done -> pending' when a task in the states ``old`` (none runnable) is sent back to run; else None."""
+    back = sorted(new & RUNNABLE)
+    if old and old <= FINISHED and back:
+        return f"{'/'.join(sorted(old))} -> {back[0]}"
+    return None
 
 
 # -- the rule at one tree --
@@ -177,61 +183,15 @@ def needs_signature(repo: GitRepo, old_tree: str | None, new_tree: str | None, p
             return f"it creates task {tid}"
         if view != exec_view(repo.read_blob(old[0].blob)):
             return f"it changes what task {tid} runs"
+        move = rerun({r.loc.state for r in old}, {r.loc.state for r in new})
+        if move:
+            return f"it sends task {tid} back to run ({move}), a new order"
     return None
-
-
-# -- checking signatures --
-
-_TMP: dict[str, Path] = {}
-_TMP_LOCK = threading.Lock()
-_CODES: dict[tuple[str, str], str] = {}  # (commit, signers) -> %G?; commits and blobs never change
-
-
-def signers_file(repo: GitRepo, signers: str) -> Path:
-    """A file git can read for ``signers``: the pinned path, or a temp copy of the committed blob."""
-    if signers.startswith("file:"):
-        return Path(signers[5:])
-    with _TMP_LOCK:
-        hit = _TMP.get(signers)
-        if hit is None or not hit.exists():
-            if "dir" not in _TMP:
-                _TMP["dir"] = Path(tempfile.mkdtemp(prefix="fleetq-signers-"))
-                atexit.register(shutil.rmtree, _TMP["dir"], True)
-            hit = _TMP["dir"] / signers
-            hit.write_bytes(repo.read_blob(signers))
-            _TMP[signers] = hit
-    return hit
-
-
-def verify_commits(repo: GitRepo, items: list[tuple[str, str | None]]) -> dict[str, str]:
-    """commit -> why its signature is not good enough, for each (commit, signers) that fails."""
-    bad: dict[str, str] = {}
-    groups: dict[str, list[str]] = {}
-    for commit, signers in items:
-        if signers is None:
-            bad[commit] = f"unverifiable: there is no {SIGNERS} in the fleet repo"
-        else:
-            groups.setdefault(signers, []).append(commit)
-    for signers, commits in groups.items():
-        path = signers_file(repo, signers)
-        if not path.is_file():
-            bad.update({c: f"unverifiable: the pinned signers file {path} does not exist" for c in commits})
-            continue
-        ckey = signers if not signers.startswith("file:") else f"{signers}@{path.stat().st_mtime}"
-        todo = [c for c in commits if (c, ckey) not in _CODES]
-        for c, (code, _key) in signature_status(repo, todo, path).items():
-            _CODES[(c, ckey)] = code
-        for c in commits:
-            code = _CODES.get((c, ckey), "E")
-            if code != "G":
-                bad[c] = CODES.get(code, f"signature status {code}")
-    return bad
 
 
 # -- the chain of trust, as a worker sees it --
 
 _TRUST: dict[str, Trust] = {}
-_PROTECTED_SPECS = [*PROTECTED_FILES, *(d.rstrip("/") for d in PROTECTED_DIRS)]
 
 
 def _step(repo: GitRepo, trust: Trust, commit: str, paths: list[str], local: tuple[bool, str | None]) -> None:
@@ -276,7 +236,7 @@ def trust_at(repo: GitRepo, head: str) -> Trust:
     else:
         trust, rev = Trust(head), head
     local = local_policy(repo)
-    for entry in repo.log(_PROTECTED_SPECS, rev=rev):
+    for entry in repo.log(list(PROTECTED_DIRS), rev=rev, first_parent=True):  # a merge's own changes count
         paths = [p for _, _, p in entry.files if is_protected(p)]
         if paths:
             _step(repo, trust, entry.sha, paths, local)
@@ -288,7 +248,7 @@ def trust_at(repo: GitRepo, head: str) -> Trust:
 def _protected_trees(repo: GitRepo, head: str) -> tuple[str, ...]:
     """The shas of config/ and handlers/ at ``head`` (in-process object reads)."""
     tree = repo.tree_of(head)
-    found = (repo.lookup(tree, d) for d in ("config", *(p.rstrip("/") for p in PROTECTED_DIRS)))
+    found = (repo.lookup(tree, d) for d in PROTECTED_DIRS)
     return tuple(e.sha if e is not None else "" for e in found)
 
 
@@ -299,56 +259,86 @@ def effective(repo: GitRepo, trust: Trust) -> Policy:
 
 # -- a task --
 
-_OK: set[tuple[str, str, str | None]] = set()
 _VERIFY_LOCK = threading.Lock()
+
+
+def _tainted(trust: Trust, what: str) -> str | None:
+    if not trust.tainted:
+        return None
+    path, (c, how) = sorted(trust.tainted.items())[0]
+    return (
+        f"{path} was changed by commit {c[:10]}, which is {how}, while signed commits are "
+        f"required; {what} until a commit signed by an allowed key changes it again"
+    )
+
+
+def untrusted(repo: GitRepo, commit: str | None, what: str) -> str | None:
+    """Why the fleet's config at ``commit`` must not be used (a protected file is tainted); None: it may.
+
+    The notifier asks it (``notify_gate``) before it runs the command config/notify.yaml names, and the
+    worker before it fires config/schedules.yaml: both would act on whatever a tainted file says.
+    """
+    if not commit:
+        return None
+    with _VERIFY_LOCK:
+        try:
+            return _tainted(trust_at(repo, commit), what)
+        except FleetqError as e:
+            return f"cannot check the fleet's chain of trust: {e}"
+
+
+def notify_gate(repo: GitRepo) -> Callable[[str | None], str | None]:
+    """The notifier's question (run/notify.Notifier ``gate``): may the config at this head name a command to run?"""
+    return lambda commit: untrusted(repo, commit, "no notifier runs")
 
 
 def verify_task(repo: GitRepo, commit: str, task: Task) -> str | None:
     """None when ``task`` may run as of ``commit``; otherwise the reason it may not.
 
     Call it from the thread that owns ``repo`` (gitpython's object reader is not
-    thread-safe). Results are cached per (task, what it runs, signers).
+    thread-safe). Nothing is cached per task: a replay (an unsigned re-run of a task
+    verified before) must be seen; signatures are cached per commit.
     """
     with _VERIFY_LOCK:
         try:
             trust = trust_at(repo, commit)
-            if trust.tainted:
-                path, (c, how) = sorted(trust.tainted.items())[0]
-                return (
-                    f"{path} was changed by commit {c[:10]}, which is {how}, while signed commits are "
-                    f"required; no task runs until a commit signed by an allowed key changes it again"
-                )
+            why = _tainted(trust, "no task runs")
+            if why:
+                return why
             policy = effective(repo, trust)
             if not policy.require:
                 return None
-            key = (task.id, exec_view_data(task.data), policy.signers)
-            if key in _OK:
-                return None
-            why = _history_problem(repo, commit, task, policy.signers)
+            return _history_problem(repo, commit, task, policy.signers)
         except FleetqError as e:
             return f"cannot verify the signatures of task {task.id}: {e}"
-        if why is None:
-            _OK.add(key)
-        return why
 
 
 def _history_problem(repo: GitRepo, commit: str, task: Task, signers: str | None) -> str | None:
-    """Why the commits that made ``task`` what it is are not all signed by an allowed key."""
+    """Why the commits that made ``task`` what it is (created it, changed what it runs, sent it back to run
+    once finished) are not all signed by an allowed key. First-parent diffs, as the hook sees merges."""
     tid = task.id
     specs = [f":(glob){states.QUEUE}/*/{tid}.yaml", f":(glob){states.QUEUE}/{states.DONE}/*/{tid}.yaml"]
     prev: Any = None
+    where: set[str] = set()  # the states it was last seen in
     need: list[tuple[str, str]] = []
-    for entry in repo.log(specs, rev=commit):
-        present = [p for status, _, p in entry.files if not status.startswith("D") and _is(p, tid)]
+    order: list[tuple[str, str]] = []  # the latest re-run: a signed one supersedes an unsigned one refused before
+    for entry in repo.log(specs, rev=commit, first_parent=True):
+        present = sorted(p for status, _, p in entry.files if not status.startswith("D") and _is(p, tid))
         if not present:
             if any(_is(p, tid) for _, _, p in entry.files):
-                prev = None  # it left the tree (archived): a re-creation is a creation
+                prev, where, order = None, set(), []  # it left the tree (archived): a re-creation is a creation
             continue
         blob = _blob_at(repo, repo.tree_of(entry.sha), present[0])
         view = exec_view(repo.read_blob(blob)) if blob else _UNREADABLE
+        now = {loc.state for loc in map(location, present) if loc is not None}
+        move = rerun(where, now)
         if view != prev:
             need.append((entry.sha, "created it" if prev is None else "changed what it runs"))
             prev = view
+        if move:
+            order = [(entry.sha, f"sent it back to run ({move})")]
+        where = now
+    need += order
     if prev is None:
         return f"task {tid}: no commit in the history adds it, so its signature cannot be checked"
     if prev != exec_view_data(task.data):

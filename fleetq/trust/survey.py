@@ -88,7 +88,8 @@ def survey(
     dependencies met by archived tasks are findings too (fsck offers to drop them). Without
     ``done``, done shards not in the cache count by their file names only (`queue`: reading
     100,000 finished tasks is `validate`'s and `fsck`'s job, not every listing's)."""
-    files, shards = _layout(repo, repo.tree_of(commit) if commit else None)
+    tree = repo.tree_of(commit) if commit else None
+    files, shards = _layout(repo, tree)
     files_in: dict[str, str | bytes] = dict(files)
     dirty = {_shard(p) for p in overlay or {}}
     stored = read_shard_cache(cache, _stamp())
@@ -105,6 +106,7 @@ def survey(
         else:
             files_in[path] = raw
     found = [_unpack(x) for sha in cached.values() for x in stored[sha]]
+    found += checks.odd_entries(repo, tree)  # gitlinks and unreadable names anywhere: the readers skip them
     where = checks.places(files_in)
     for day, sha in cached.items():  # their ids, from the file names alone (the findings name the bad ones)
         for e in repo.entries(sha):

@@ -39,7 +39,7 @@ from fleetq.git.locks import CloneLocked
 from fleetq.git.netcall import RemoteTimeout
 from fleetq.git.repo import HookRejected
 from fleetq.handlerapi import HandlerResult
-from fleetq.layout import TRACKING
+from fleetq.layout import SETTINGS, TRACKING
 from fleetq.worker.headcache import HeadCache
 from fleetq.worker.intake import Intake
 from fleetq.worker.lease import Lease
@@ -241,6 +241,7 @@ class Worker(WorkerState):
         head = self.heads.sync(force=bool(results) or free > 0 and self._busy_recently)
         snap = Snapshot(fleet.repo, head)
         cfg = self.heads.refresh(snap)
+        self._report_problems([Problem(SETTINGS, why) for why in cfg.problems], "config problem (using defaults)")
         if free and not self.lease.held():  # after the config is read: the beat announces its lease
             self.lease.beat(force=True)  # fencing: claim only while our heartbeat is known to land
             if not self.lease.held():
@@ -290,6 +291,8 @@ class Worker(WorkerState):
             self.journal.clear(c)
             if c.status == "stale":
                 log.warning("result of %s attempt %d was stale (task moved on); kept as a note", c.task_id, c.attempt)
+            elif c.status == "set_aside":
+                log.error("result of %s attempt %d not writable: its file went to needs_human", c.task_id, c.attempt)
         self.finished_total += len(results)
         for tid in handbacks:
             log.info("handed %s back to pending", tid)
@@ -303,12 +306,12 @@ class Worker(WorkerState):
         self._refresh_checkout()
         return bool(claimed or results)
 
-    def _report_problems(self, problems: list[Problem]) -> None:
+    def _report_problems(self, problems: list[Problem], what: str = "skipping bad task file") -> None:
         for p in problems:
             key = f"{p.path}:{p.reason}"
             if key not in self.reported_bad:
                 self.reported_bad.add(key)
-                log.error("skipping bad task file: %s", p.reason)
+                log.error("%s: %s", what, p.reason)
 
     def _notify_last(self) -> None:
         """On the way out: tell about what the last pass reported, and let running notifiers finish."""

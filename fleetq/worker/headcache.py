@@ -18,7 +18,7 @@ from fleetq.core.heartbeat import Beat, Observer
 from fleetq.core.reaper import find_orphans
 from fleetq.core.snapshot import Snapshot
 from fleetq.core.states import CLAIMED
-from fleetq.errors import FleetqError
+from fleetq.errors import FleetqError, InvalidTask
 from fleetq.layout import TRACKING
 from fleetq.run import notify
 from fleetq.run.agents.registry import installed_agents, load_agents
@@ -134,7 +134,10 @@ class HeadCache:
             found = [claimed[r.task.id]] if r.task.id in claimed else snap.locate(r.task.id)
             live = False
             if found and found[0].loc.state == CLAIMED:
-                t = snap.load(found[0])
+                try:
+                    t = snap.load(found[0])
+                except InvalidTask:  # a hand edit broke its file: let it finish (its report sets it aside)
+                    continue
                 live = t.claim.get("machine") == w.fleet.machine and t.claim.get("attempt") == r.attempt
             if not live:
                 r.why = f"moved to {found[0].loc.state if found else 'nowhere'}"

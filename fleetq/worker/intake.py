@@ -16,8 +16,9 @@ from fleetq.core import states, transitions
 from fleetq.core import task as taskmod
 from fleetq.core.snapshot import Snapshot
 from fleetq.core.task import now_utc
-from fleetq.errors import FleetqError
+from fleetq.errors import FleetqError, InvalidTask
 from fleetq.git.repo import HookRejected
+from fleetq.trust import signing
 from fleetq.worker.state import WorkerState
 
 log = logging.getLogger("fleetq.worker.intake")
@@ -40,12 +41,20 @@ class Intake:
     def fire_schedules(self, snap: Snapshot) -> None:
         w = self.worker
         try:
-            scheds = schedmod.load(snap)
+            # a fire is this worker's (maybe signed) commit of whatever the file says: not while it is tainted
+            why = signing.untrusted(w.fleet.repo, snap.commit, "no schedule fires")
+            if why:
+                raise FleetqError(why)
+            scheds, bad = schedmod.usable(snap)
         except FleetqError as e:
             if str(e) not in w.reported_bad:
                 w.reported_bad.add(str(e))
                 log.error("%s", e)
             return
+        for why in bad:  # a bad schedule is skipped (logged once); the good ones still fire
+            if why not in w.reported_bad:
+                w.reported_bad.add(why)
+                log.error("%s", why)
         if not scheds:
             self.next_fire = None
             return
@@ -58,6 +67,8 @@ class Intake:
                     log.info("schedule %s fired for %s", s.name, fire)
             except HookRejected as e:
                 log.error("schedule %s: the remote refused the fire: %s", s.name, e)
+            except InvalidTask as e:
+                log.error("schedule %s: %s", s.name, e)
         new = {s.name: now.timestamp() for s in scheds}
         if new != state:
             try:
@@ -90,6 +101,7 @@ class Intake:
                 if loc is None:
                     continue
                 taskmod.parse(raw, state=loc.state, path=rel, file_id=loc.task_id)
+                transitions.check_new_size(loc.task_id, raw)
                 if snap.exists(loc.task_id):
                     raise FleetqError(f"{rel}: a task with id '{loc.task_id}' already exists in the queue")
             except (FleetqError, states.BadPath) as e:

@@ -84,8 +84,11 @@ class Runner:
         log_path = w.logs_dir / f"{t.id}.log"
         res: HandlerResult
         try:
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(f"=== {t.id} attempt {run.attempt} on {fleet.machine} at {now_utc():%Y-%m-%dT%H:%M:%SZ}\n")
+            try:
+                with open(log_path, "a", encoding="utf-8") as f:
+                    f.write(f"=== {t.id} attempt {run.attempt} on {fleet.machine} at {now_utc():%Y-%m-%dT%H:%M:%SZ}\n")
+            except OSError as e:  # a full disk: the run's own log writes say so in its result
+                log.warning("%s: cannot write its log header: %s", t.id, e)
             module = handlers_loader.load_handler(t.type, w.head_dir)
             ctx = HandlerContext(
                 task_id=t.id,

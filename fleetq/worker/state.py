@@ -21,6 +21,7 @@ from fleetq.core.config import DEFAULT_SETTINGS, FleetConfig
 from fleetq.core.task import Task, fmt_time, parse_time
 from fleetq.errors import FleetqError, UsageError
 from fleetq.run import notify
+from fleetq.trust import signing
 from fleetq.worker.journal import Journal
 
 log = logging.getLogger("fleetq.worker")
@@ -60,7 +61,8 @@ class WorkerState:
         self.cfg: FleetConfig | None = None
         self.agents: dict[str, Any] = {}
         self.installed: set[str] = set()
-        self.notifier = notify.Notifier(fleet)  # tells this machine's user about the tasks it created
+        # tells this machine's user about the tasks it created (not while a protected file is tainted)
+        self.notifier = notify.Notifier(fleet, gate=signing.notify_gate(fleet.repo))
 
     # -- memory between passes: `work --once` from cron makes each pass a new process --
     def recall_times(self, name: str) -> dict[str, dt.datetime]:

@@ -9,6 +9,7 @@ import pytest
 from fleetq.fleet import initfleet
 from fleetq.trust import hooks
 from support.fleets import Fleets
+from support.signers import lock_down, make_keys, sign_as
 
 
 @pytest.fixture
@@ -18,3 +19,17 @@ def guarded(tmp_path: Path) -> Fleets:
     hooks.prepare_bare(bare)
     fleet, _ = initfleet.init(tmp_path / "fleet", str(bare), machine="alpha")
     return Fleets(tmp_path, fleet, str(bare))
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Path]:
+    """Real ed25519 signing keys: alice (the owner) and mallory (a stranger)."""
+    return make_keys(tmp_path / "keys", "alice", "mallory")
+
+
+@pytest.fixture
+def signed_fleet(fleets: Fleets, keys: dict[str, Path]) -> Fleets:
+    """A fleet on a remote with no hook (as GitHub would be): require_signed, alice allowed and signing."""
+    sign_as(fleets.first, keys["alice"])
+    lock_down(fleets.first, keys, "alice")
+    return fleets

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from fleetq.core import transitions
+from fleetq.core.archive import archive
 from fleetq.trust import hooks
 from support.fleets import Fleets, git
 from support.remotes import done_task, raw_push
@@ -24,7 +25,7 @@ def seed(fleets: Fleets) -> None:
     f = fleets.first
     done_task(f, "arch")
     tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
-    assert transitions.archive(f, tomorrow)
+    assert archive(f, tomorrow)
     transitions.create(f, [{"id": "dup", "type": "run_script", "payload": {"script": "true"}}])
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     raw_push(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fleetq.core import transitions
+from fleetq.core.archive import archive
 from fleetq.core.clone import Fleet
 from fleetq.fleet import initfleet
 from fleetq.git.repo import HookRejected
@@ -105,7 +106,7 @@ def test_what_validate_reports_is_refused(guarded: Fleets, path: str, body: byte
 def test_dependencies_on_archived_or_pushed_together_tasks_are_accepted(guarded: Fleets) -> None:
     f = guarded.first
     done_task(f, "arch")
-    assert transitions.archive(f, time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400)))
+    assert archive(f, time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400)))
     raw_push(
         f,
         {

@@ -2,81 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from fleetq.core import transitions
-from fleetq.core.cas import Plan, transact
-from fleetq.core.clone import Fleet
 from fleetq.core.config import SETTINGS, MachineSpec
 from fleetq.core.matching import Seat
-from fleetq.core.task import Task
 from fleetq.git.repo import HookRejected
 from fleetq.trust import signing
 from support.fleets import Fleets, git
 from support.remotes import raw_push
+from support.signers import assign, lock_down, resign, sign_as, signers, verdict
 from support.workers import WorkerProc, states_of, wait_for
 
 SEAT = Seat(MachineSpec("alpha", capabilities=["run_script"]))
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> dict[str, Path]:
-    d = tmp_path / "keys"
-    d.mkdir()
-    out = {}
-    for name in ("alice", "mallory"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(d / name)], check=True)
-        out[name] = d / name
-    return out
-
-
-def signers(keys: dict[str, Path], *names: str) -> bytes:
-    return "".join(f"{n}@example.invalid {keys[n].with_suffix('.pub').read_text().strip()}\n" for n in names).encode()
-
-
-def sign_as(fleet: Fleet, key: Path | None) -> None:
-    """Set up (or switch off) commit signing in this clone only."""
-    if key is None:
-        git(fleet.root, "config", "commit.gpgsign", "false")
-        return
-    for k, v in (("gpg.format", "ssh"), ("user.signingkey", str(key)), ("commit.gpgsign", "true")):
-        git(fleet.root, "config", k, v)
-
-
-def lock_down(fleet: Fleet, keys: dict[str, Path], *names: str, require: bool = True) -> None:
-    """Commit require_signed and the allowed signers (signed when the clone signs)."""
-
-    def plan(snap) -> Plan:
-        text = (snap.read(SETTINGS) or b"").decode()
-        text = text.replace(f"require_signed: {str(not require).lower()}", f"require_signed: {str(require).lower()}")
-        return Plan(
-            changes={SETTINGS: text.encode(), signing.SIGNERS: signers(keys, *names)},
-            subject="lock down",
-            sign=fleet.repo.config_get("commit.gpgsign") == "true",
-        )
-
-    transact(fleet, plan)
-
-
-def assign(cli, fleet: Fleet, tid: str) -> subprocess.CompletedProcess | object:
-    return cli(
-        "--fleet", fleet.root, "--machine", fleet.machine, "assign", "job", tid, "--id", tid, "--set", "script=echo hi"
-    )
-
-
-def verdict(fleet: Fleet, tid: str, task: Task | None = None) -> str | None:
-    snap = fleet.snapshot()
-    return signing.verify_task(fleet.repo, snap.commit, task or snap.get(tid))
-
-
-@pytest.fixture
-def signed_fleet(fleets: Fleets, keys: dict[str, Path]) -> Fleets:
-    sign_as(fleets.first, keys["alice"])
-    lock_down(fleets.first, keys, "alice")
-    return fleets
 
 
 def test_signed_unsigned_and_stranger_tasks(signed_fleet: Fleets, keys, cli) -> None:
@@ -155,16 +95,6 @@ def test_a_local_pin_beats_the_committed_rule(fleets: Fleets, keys, tmp_path: Pa
     sign_as(bob, keys["mallory"])
     assert assign(cli, bob, "stranger").code == 0
     assert "not in config/allowed_signers" in (verdict(alpha, "stranger") or "")
-
-
-def resign(fleet: Fleet) -> None:
-    """A signed commit that touches every protected file: "I reviewed these"."""
-
-    def plan(snap) -> Plan:
-        paths = signing.protected_paths(snap.repo, snap.tree)
-        return Plan(changes={p: snap.read(p) + b"\n# reviewed\n" for p in paths}, subject="trust: reviewed", sign=True)
-
-    transact(fleet, plan)
 
 
 def test_the_hook_enforces_the_rule(guarded: Fleets, keys, cli) -> None:  # noqa: F811

@@ -7,6 +7,7 @@ by the seconds in a file while leaving ``time.monotonic`` alone, as NTP or a per
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def test_a_cut_off_worker_whose_clock_steps_back_still_fences_before_the_reap(fl
         assert time.monotonic() - cut_at < 4, "fenced only after the lease"
         wait_for(lambda: states_of(fleets.first).get("f000") == "done", 60, what="b to reap and re-run it")
     finally:
+        wa.kill()  # cut off, with nothing left to run: its stop would wait on the remote
         wa.stop()
         if wb:
             wb.stop()
@@ -80,11 +82,14 @@ def test_a_reaper_whose_clock_steps_forward_leaves_a_live_claim_alone(fleets: Fl
         wait_for(lambda: "a:" in (b.state_dir / "observed.yaml").read_text(), 30, what="b to watch a's heartbeat")
         time.sleep(1)
         skew.write_text("300")  # b's clock jumps five minutes ahead
-        time.sleep(8)  # two leases
+        time.sleep(5)  # more than a lease
         t = fleets.first.snapshot().get("f000")
         assert t.state == "claimed" and t.claim["machine"] == "a" and t.claim["attempt"] == 1
         assert _alive(int(pids.read_text())), wb.log
     finally:
+        for _ in range(2):  # the second SIGTERM hands the run back instead of waiting a minute for it
+            wa.signal(signal.SIGTERM)
+            time.sleep(0.3)
         wa.stop()
         if wb:
             wb.stop()

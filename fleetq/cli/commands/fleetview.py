@@ -13,6 +13,7 @@ from fleetq.fleet import view as fleetview
 from fleetq.fleet.placement import weights_of
 from fleetq.fleet.view import View, money, open_view
 from fleetq.run import notify
+from fleetq.trust import signing
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -141,7 +142,8 @@ def monitor(app: AppContext, watch: bool, interval: float, as_json: bool) -> Non
     if not watch:
         _draw(open_view(fleet), width)
         return
-    notifier = notify.Notifier(fleet)  # tells this machine's user too (once, shared with the worker)
+    # tells this machine's user too (once, shared with the worker; not while a protected file is tainted)
+    notifier = notify.Notifier(fleet, gate=signing.notify_gate(fleet.repo))
     events = fleetview.EventLog(fleet)
     try:
         while True:

@@ -11,6 +11,7 @@ from fleetq.errors import Reported
 from fleetq.fleet import parallel as par
 from fleetq.fleet.view import open_view
 from fleetq.run.notify import Event, Notifier
+from fleetq.trust import signing
 
 
 def _wait_and_report(fleet: Fleet, ids: list[str], timeout: float | None, interval: float, as_json: bool) -> None:
@@ -21,7 +22,8 @@ def _wait_and_report(fleet: Fleet, ids: list[str], timeout: float | None, interv
             output.progress_end()
         (output.note if as_json else output.info)(e.line())
 
-    notifier = Notifier(fleet)  # tells this machine's user too, once, even with no worker here
+    # tells this machine's user too, once, even with no worker here (not while a protected file is tainted)
+    notifier = Notifier(fleet, gate=signing.notify_gate(fleet.repo))
     try:
         outs, timed_out = par.wait(
             fleet,

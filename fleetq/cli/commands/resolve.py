@@ -6,6 +6,7 @@ import click
 
 from fleetq.cli import output
 from fleetq.cli.context import AppContext, pass_app
+from fleetq.core import archive as archiving
 from fleetq.core import transitions
 
 
@@ -43,7 +44,7 @@ def cancel(app: AppContext, task_ids: tuple[str, ...], reason: str | None, as_js
 def archive(app: AppContext, before: str, as_json: bool) -> None:
     """Take old done/ day shards out of the tree (git history and `fleetq log` keep them)."""
     fleet = app.fleet()
-    days = transitions.archive(fleet, before)
+    days = archiving.archive(fleet, before)
     fleet.refresh_checkout()
     if as_json:
         output.emit_json({"archived_days": days})

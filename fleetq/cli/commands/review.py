@@ -93,7 +93,7 @@ def diff(app: AppContext, task_id: str, stat: bool, repo: str | None, as_json: b
             }
         )
     else:
-        output.info(text, nl=False)
+        output.emit_data(text)  # a patch: exact into a pipe (`| git apply`), cleaned on a terminal
 
 
 @click.command()

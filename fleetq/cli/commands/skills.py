@@ -13,6 +13,7 @@ from fleetq.cli.context import AppContext, pass_app
 from fleetq.core.cas import transact
 from fleetq.core.clone import Fleet
 from fleetq.core.config import FleetConfig
+from fleetq.core.transitions import signs
 from fleetq.errors import FleetqError, Reported
 from fleetq.fleet import remote
 from fleetq.fleet import skills as skillmod
@@ -202,7 +203,7 @@ def add(app: AppContext, machine: str, skill: str) -> None:
     canon = cfg.machine(machine, strict=True).name
     if skill not in reg:
         output.warn(f"'{skill}' is not in {skillmod.SKILLS}: adding it as a plain capability")
-    landed = transact(fleet, skillmod.add_plan(cfg, canon, skill, reg))
+    landed = transact(fleet, skillmod.add_plan(cfg, canon, skill, reg, sign=signs(fleet)))
     fleet.refresh_checkout()
     added = landed.value if landed else []
     if added:
@@ -257,7 +258,7 @@ def create(
         {"macos": install_macos.strip(), "linux": install_linux.strip()},
         task_type.strip() or skillmod.default_type(name),
     )
-    transact(fleet, skillmod.create_plan(new))
+    transact(fleet, skillmod.create_plan(new, sign=signs(fleet)))
     fleet.refresh_checkout()
     output.info(f"✓ Created handler: {new.handler_path}")
     output.info(f"✓ Registered in {skillmod.SKILLS}")

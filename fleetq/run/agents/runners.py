@@ -18,7 +18,8 @@ from fleetq.run.agents.argv import build_argv, fill, placeholder_values
 from fleetq.run.agents.diagnose import diagnose
 from fleetq.run.agents.registry import Registry, Spec, default_agent, why_missing
 from fleetq.run.agents.replies import Reply, codex_session_model, json_doc, parse_output
-from fleetq.run.procs import run_command, tail_text
+from fleetq.run.procs import redacted_tail, run_command
+from fleetq.run.redact import redact
 
 REPLY_LIMIT = 8000  # characters of the reply kept in a task's result (the log has all of it)
 
@@ -137,7 +138,7 @@ def _bound_reply(res: HandlerResult, reply_limit: int | None) -> None:
     """The reply kept in the task file is bounded (the log has all of it)."""
     reply = str(res.extra.get("reply") or "")
     if reply_limit is not None and len(reply) > reply_limit:
-        res.extra["reply"] = reply[:reply_limit]
+        res.extra["reply"] = redact(reply)[:reply_limit]  # redacted before the cut: no half key is kept
         res.extra["reply_truncated"] = True
 
 
@@ -197,7 +198,7 @@ def _run_http(job: _Job) -> tuple[HandlerResult, Reply]:
     res = HandlerResult(outcome=FAILED, duration=time.monotonic() - started)
     reply = Reply(structured=True)
     text = "" if stopped else box.get("body", "")
-    res.stdout_tail = tail_text(text.encode(), 4000)
+    res.stdout_tail = redacted_tail(text.encode(), 4000)
     if stopped:
         res.error = stopped
         if stopped != "cancelled":
