@@ -41,11 +41,6 @@ class HeadCache:
         self.beats: dict[str, Beat] = {}  # the heartbeats as of the last reap pass (read once, used twice)
         self._tree: tuple[str, ...] | None = None
 
-    @property
-    def fetched_ok_at(self) -> float:
-        """Monotonic time of the last fetch (or up-to-date ls-remote) that worked; kept on the worker."""
-        return self.worker.fetched_ok_at
-
     def sync(self, *, force: bool) -> str | None:
         """The remote head: fetched when it moved (a cheap ls-remote decides) or when we will push anyway."""
         fleet = self.worker.fleet
