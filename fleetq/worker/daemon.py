@@ -303,7 +303,6 @@ class Worker(WorkerState):
         # Idle: it could claim, found nothing, had nothing to report and nothing was running.
         self.idle = free > 0 and not claimed and not results and nothing_running
         self.lease.beat()
-        self._refresh_checkout()
         return bool(claimed or results)
 
     def _report_problems(self, problems: list[Problem], what: str = "skipping bad task file") -> None:
@@ -322,7 +321,8 @@ class Worker(WorkerState):
         self.notifier.drain(5)
 
     def _refresh_checkout(self) -> None:
-        """Keep the person's checkout current when it is clean (free unless our push moved the head)."""
+        """On the way out: the person's checkout catches up with the last pass's push (during the run,
+        each fetch moves it: headcache.sync)."""
         try:
             self.fleet.refresh_checkout()
         except FleetqError as e:
