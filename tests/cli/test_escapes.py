@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from fleetq.cli import output
 from fleetq.core import transitions
 from fleetq.core.config import MachineSpec
 from fleetq.core.matching import Seat
+from fleetq.core.task import fmt_time, now_utc
 from support.fleets import Fleets
 from support.workers import tasks
 
@@ -17,7 +19,8 @@ CONTROLS = ("\x1b", "\x07", "\x9b", "\r")
 
 def test_queue_show_failures_print_no_escape_bytes(fleets: Fleets, cli) -> None:
     f = fleets.first
-    transitions.create(f, tasks(1, "esc", title=TITLE))
+    later = fmt_time(now_utc() + dt.timedelta(hours=1))  # not claimable: the claim below takes bad000
+    transitions.create(f, tasks(1, "esc", title=TITLE, not_before=later))
     transitions.create(f, tasks(1, "bad", title="fails"))
     [t] = transitions.claim(f, Seat(MachineSpec("alpha", capabilities=["run_script"])), 1)
     error = "boom\x1b]0;owned\x07\r\x1b[1Aover\x1b[Kwritten"
