@@ -50,6 +50,8 @@ class HeadCache:
             remote = repo.ls_remote_head()
             if remote == local and local is not None:
                 self.worker.fetched_ok_at = clock.mono()
+                with fleet.lock:  # another fetch (the heartbeat read's) may have moved the tracking ref
+                    fleet.follow()  # free while the checkout is there already
                 return local
         with fleet.lock:
             head = repo.fetch()
