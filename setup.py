@@ -35,6 +35,7 @@ setup(
         "filelock>=3.12",
         "psutil>=5.9",  # CPU, memory and load for heartbeats and placement
         "cronsim>=2.5",  # cron expressions for schedules (small, no dependencies, DST-correct)
+        "mcp>=2.3,<3",  # `fleetq mcp`: the official MCP SDK (2.x: mcp.server.lowlevel.Server with on_* handlers)
     ],
     extras_require={
         # setuptools and wheel: tests/packaging builds and installs fleetq each way, offline.

@@ -2,8 +2,10 @@
 
 Each batch of tasks goes through the real life of a task as three commits, like a
 worker's passes would make them: added to pending, claimed, reported done into its
-day shard (one shard per batch). The task files are the bytes fleetq itself writes
-(a real task created, claimed and completed once, with its id swapped per copy), and
+day shard (one shard per batch; the newest more than 14 days old, so that a worker's
+pass with the default ``keep_done_days`` archives them all). The task files are the
+bytes fleetq itself writes (a real task created, claimed and completed once, with its
+id swapped per copy), and
 the commits are streamed through ``git fast-import`` (seconds, not the hours of real
 pushes). The remote is then maintained the way a fleet owner would
 (``fleetq maintenance``: gc and a commit-graph with changed-path filters).
@@ -29,8 +31,9 @@ from fleetq.core.task import fmt_time, now_utc
 from fleetq.fleet import initfleet
 from fleetq.git.inspect import maintenance
 
-VERSION = 1  # bump when the layout or the template changes
+VERSION = 2  # bump when the layout or the template changes (2: every done day older than keep_done_days)
 CACHE = Path(__file__).resolve().parent / ".cache"
+OLDEST_KEPT = 14  # days: the newest shard is older than this (config.DEFAULT_SETTINGS["keep_done_days"])
 TEMPLATE_ID = "tplxq0000000"  # swapped for each copy's id; appears nowhere else in a task file
 
 
@@ -146,7 +149,8 @@ def build(work: Path, n: int = 100_000, per_batch: int = 1000) -> tuple[Path, di
         parent = subprocess.run(
             ["git", "rev-parse", "refs/heads/main"], cwd=fresh, capture_output=True, text=True, check=True
         ).stdout.strip()
-        start = dt.date.today() - dt.timedelta(days=n // per_batch + 1)
+        # every day shard older than the default keep_done_days (14): a worker's pass archives them all
+        start = dt.date.today() - dt.timedelta(days=n // per_batch + OLDEST_KEPT + 1)
         proc = subprocess.Popen(["git", "fast-import", "--quiet", "--force"], cwd=fresh, stdin=subprocess.PIPE)
         assert proc.stdin is not None
         for chunk in _stream(tpl, parent, n, per_batch, start):

@@ -76,3 +76,52 @@ def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+PLAIN_DRAIN = r"""
+set -u
+cd "$1"; batch="$2"; n=0; pushes=0
+while true; do
+  git fetch -q origin main && git reset -q --hard origin/main
+  todo=$(ls pending 2>/dev/null | shuf -n "$batch" 2>/dev/null)
+  [ -z "$todo" ] && break
+  for f in $todo; do git mv -k "pending/$f" "done/$f"; true; done
+  git commit -qm "done $todo" || continue
+  pushes=$((pushes+1))
+  if git push -q origin HEAD:main 2>/dev/null; then n=$((n+$(echo $todo | wc -w))); fi
+done
+echo "$n $pushes"
+"""
+
+
+def plain_git_drain(base: Path, workers: int, tasks: int, batch: int = 8) -> dict:
+    """The floor for a drain: ``workers`` plain clones, each a shell loop that fetches, moves up to
+    ``batch`` task files pending/ -> done/, commits and pushes, retrying on a reject (a bare remote
+    on a local path, no hook). Tasks/s and pushes per task."""
+    remote = base / f"plain-drain-{workers}.git"
+    git(base, "init", "-q", "--bare", str(remote))
+    seed = base / f"plain-drain-{workers}-seed"
+    git(base, "clone", "-q", str(remote), str(seed))
+    (seed / "pending").mkdir()
+    (seed / "done").mkdir()
+    (seed / "done" / ".keep").write_text("")
+    for i in range(tasks):
+        (seed / "pending" / f"t{i:05d}.yaml").write_text(f"id: t{i:05d}\ntype: run_script\n")
+    git(seed, "add", ".")
+    git(seed, "commit", "-qm", "seed")
+    git(seed, "push", "-q", "origin", "HEAD:main")
+    clones = []
+    for i in range(workers):
+        c = base / f"plain-drain-{workers}-{i}"
+        git(base, "clone", "-q", str(remote), str(c))
+        clones.append(c)
+    t0 = time.perf_counter()
+    procs = [
+        subprocess.Popen(["bash", "-c", PLAIN_DRAIN, "plain", str(c), str(batch)], stdout=subprocess.PIPE, text=True)
+        for c in clones
+    ]
+    outs = [p.communicate(timeout=600)[0].split() for p in procs]
+    wall = time.perf_counter() - t0
+    done = sum(int(o[0]) for o in outs)
+    pushes = sum(int(o[1]) for o in outs)
+    return {"tasks_per_s": done / wall, "pushes_per_task": pushes / max(1, done), "wall_s": wall, "done": done}

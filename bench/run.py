@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, dir_bytes, git, isolate, median_ms, pct_ms, plain_git_round_trip  # noqa: E402
+from common import ROOT, dir_bytes, git, isolate, median_ms, pct_ms, plain_git_drain, plain_git_round_trip  # noqa: E402
 
 from fleetq.core import transitions  # noqa: E402
 from fleetq.core.clone import Fleet  # noqa: E402
@@ -212,8 +212,13 @@ def race_rows(base: Path, q: bool) -> list[Row]:
 # ---------------------------------------------------------------- workers
 
 
-def _worker(root: Path, machine: str, *args: str, log: Path, stats: Path | None = None) -> subprocess.Popen:
+def _worker(
+    root: Path, machine: str, *args: str, log: Path, stats: Path | None = None, code: Path | None = None
+) -> subprocess.Popen:
+    """A `fleetq work` subprocess; ``code``: a checkout of another fleetq to run (the previous release)."""
     env = {**os.environ, **({"FLEETQ_STATS_FILE": str(stats)} if stats else {})}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     return subprocess.Popen(
         [sys.executable, "-m", "fleetq", "--fleet", str(root), "--machine", machine, "work", "-q", *args],
         stdout=open(log, "w"),
@@ -285,11 +290,12 @@ def pickup_rows(base: Path, samples: int, ssh) -> list[Row]:  # noqa: ANN001
     return rows
 
 
-def bench_drain(base: Path, workers: int, backlog: int, slots: int) -> dict:
-    fleet, remote = initfleet.init(base / f"drain-{workers}", machine="submitter")
-    clones = [initfleet.join(remote, base / f"drain-{workers}-w{i}", f"w{i}") for i in range(workers)]
+def bench_drain(base: Path, workers: int, backlog: int, slots: int, code: Path | None = None, tag: str = "") -> dict:
+    name = f"drain{tag}-{workers}"
+    fleet, remote = initfleet.init(base / name, machine="submitter")
+    clones = [initfleet.join(remote, base / f"{name}-w{i}", f"w{i}") for i in range(workers)]
     transitions.create(fleet, make_tasks(backlog, "d"))
-    stats = [base / f"drain-{workers}-{i}.stats.json" for i in range(workers)]
+    stats = [base / f"{name}-{i}.stats.json" for i in range(workers)]
     t0 = time.time()
     procs = [
         _worker(
@@ -300,8 +306,9 @@ def bench_drain(base: Path, workers: int, backlog: int, slots: int) -> dict:
             str(slots),
             "--poll",
             "0.2",
-            log=base / f"drain-{workers}-{i}.log",
+            log=base / f"{name}-{i}.log",
             stats=stats[i],
+            code=code,
         )
         for i, c in enumerate(clones)
     ]
@@ -314,7 +321,9 @@ def bench_drain(base: Path, workers: int, backlog: int, slots: int) -> dict:
     counts = [json.loads(s.read_text()) for s in stats]  # every worker writes its cas.STATS at exit
     pushes = sum(c["pushes"] for c in counts)
     rejected = sum(c["rejected"] for c in counts)
+    own = sum(c.get("own_pushes", 0) for c in counts)
     return {
+        "own_pushes": own,
         "tasks_per_s": backlog / wall,
         "wall_s": wall,
         "commits": commits,
@@ -367,21 +376,83 @@ def worker_rss(base: Path, tasks: int) -> Row:
     )
 
 
-def drain_rows(base: Path, q: bool) -> list[Row]:
+def previous_checkout(rev: str) -> Path:
+    """A worktree of an earlier fleetq (``rev``) under bench/.cache, to run its workers in the same run."""
+    path = HERE / ".cache" / f"previous-{rev}"
+    if not (path / "fleetq").is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+        git(ROOT, "worktree", "prune")
+        git(ROOT, "worktree", "add", "--detach", "-f", str(path), rev)
+    return path
+
+
+def idle_cost(base: Path, seconds: float) -> dict:
+    """Pushes per minute of one idle `fleetq work` (default heartbeat), main and heartbeat refs."""
+    fleet, remote = initfleet.init(base / "idle", machine="submitter")
+    w = initfleet.join(remote, base / "idle-w", "idle")
+    stats = base / "idle.stats.json"
+    proc = _worker(w.root, "idle", log=base / "idle.log", stats=stats)
+    time.sleep(seconds)
+    _stop(proc)
+    c = json.loads(stats.read_text())
+    return {
+        "main": c["pushes"],
+        "own": c.get("own_pushes", 0),
+        "per_min": (c["pushes"] + c.get("own_pushes", 0)) * 60 / seconds,
+    }
+
+
+def drain_rows(base: Path, q: bool, previous: str | None = None) -> list[Row]:
     rows, last = [], None
     backlog = 100 if q else 400
+    code = previous_checkout(previous) if previous else None
+    one = None
     for workers in (1, 2, 4, 8):
         d = bench_drain(base, workers, backlog, 8)
         last = d
+        one = one or d["tasks_per_s"]
+        per = (d["pushes"] + d["own_pushes"]) / backlog
         rows.append(
             Row(
                 f"drain {backlog} no-op tasks, {workers} worker(s) × 8 slots",
                 f"{d['tasks_per_s']:.1f} tasks/s",
-                f"{d['commits']} commits in {d['wall_s']:.1f} s",
-                f"conflict rate {d['conflict']:.0%} ({d['pushes']} pushes)",
-                verdict(d["tasks_per_s"] >= 50, "≥ 50/s") if workers == 4 else "",
+                f"{d['commits']} commits in {d['wall_s']:.1f} s; {d['pushes']} main pushes "
+                f"({d['conflict']:.0%} lost) + {d['own_pushes']} heartbeat-ref pushes",
+                f"{d['pushes'] / backlog:.2f} main pushes/task ({per:.2f} with own refs); "
+                f"{d['tasks_per_s'] / one:.2f}× of 1 worker",
+                verdict(d["tasks_per_s"] >= one and d["pushes"] / backlog < 0.3, "≥ 1 worker, < 0.3 pushes/task")
+                if workers >= 4
+                else "",
             )
         )
+        f = plain_git_drain(base, workers, backlog)
+        rows.append(
+            Row(
+                f"  plain-git floor, {workers} clone(s) (shell loop: fetch, move ≤ 8 files, commit, push)",
+                f"{f['tasks_per_s']:.1f} tasks/s",
+                f"{f['pushes_per_task']:.2f} pushes/task (bare remote, no hook)",
+                f"fleetq {d['tasks_per_s'] / f['tasks_per_s']:.2f}× of it",
+            )
+        )
+        if code is not None:
+            p = bench_drain(base, workers, backlog, 8, code=code, tag="-prev")
+            rows.append(
+                Row(
+                    f"  previous release {previous}, {workers} worker(s)",
+                    f"{p['tasks_per_s']:.1f} tasks/s",
+                    f"{p['pushes']} main pushes ({p['conflict']:.0%} lost), {p['commits']} commits",
+                    f"{p['pushes'] / backlog:.2f} main pushes/task; "
+                    f"fleetq {d['tasks_per_s'] / p['tasks_per_s']:.2f}× of it",
+                )
+            )
+    ic = idle_cost(base, 10 if q else 25)
+    rows.append(
+        Row(
+            "idle cost: one idle `fleetq work`, default heartbeat",
+            f"{ic['per_min']:.1f} pushes/min",
+            f"{ic['main']} main + {ic['own']} heartbeat-ref pushes in {10 if q else 25} s",
+        )
+    )
     assert last is not None
     rows.append(repo_bytes(last["remote"], backlog, base))
     rows.append(worker_rss(base, 100 if q else 200))
@@ -402,6 +473,9 @@ def wall_runs(argv: list[str], n: int) -> list[float]:
 
 def big_rows(base: Path, q: bool) -> list[Row]:
     import bigrepo
+
+    from fleetq.core.archive import archive_plan
+    from fleetq.core.archive import cutoff as archive_cutoff
 
     n_tasks = 100_000
     t0 = time.time()
@@ -457,14 +531,23 @@ def big_rows(base: Path, q: bool) -> list[Row]:
             verdict(claim_big <= 1.3 * claim_empty, "≤ 1.3×"),
         )
     )
-    last_day = big.snapshot().done_days()[0]
-    t0 = time.time()
-    subprocess.run(cli + ["archive", "--before", last_day], capture_output=True, check=True)
+    # Default settings, no hand archiving: every done day is older than keep_done_days (14), so an
+    # ordinary worker pass (`fleetq work --once`, another machine of the fleet) archives them all.
+    before = big.snapshot()
+    days_before = len(before.done_days())
+    t0 = time.perf_counter()
+    archive_plan(before, archive_cutoff(14, now_utc()))  # the pass's archive step alone (read-only)
+    plan_s = time.perf_counter() - t0
+    t0 = time.time()  # the whole `--once` run: start, the pass, its second pass a poll later, the checkout
+    work = ["--machine", "big-worker", "work", "--once", "--slots", "1", "--poll", "0.5"]
+    subprocess.run(cli + work, capture_output=True, check=True)
     archive_s = time.time() - t0
+    left = big.snapshot().done_days()
+    assert not left, f"the worker pass left {len(left)} of {days_before} done days in the tree"
     claim_empty2, claim_arch = (median_ms(t) for t in interleaved_claims([empty, big], n, "a"))
     rows.append(
         Row(
-            f"claim round trip, {n_tasks:,} done tasks in the history, all but the last day archived",
+            f"claim round trip, {n_tasks:,} done tasks in the history, default settings (auto-archive)",
             f"{claim_arch:.1f} ms",
             f"empty repo {claim_empty2:.1f} ms",
             f"{claim_arch / claim_empty2:.2f}×",
@@ -476,7 +559,9 @@ def big_rows(base: Path, q: bool) -> list[Row]:
         Row(
             f"repo bytes per task, {n_tasks:,}-task history (3 commits per batch of 1000, gc'd)",
             f"{size / n_tasks:.0f} B",
-            f"{size / 1e6:.1f} MB packed; join (clone) {join_s:.1f} s; archive {archive_s:.1f} s",
+            f"{size / 1e6:.1f} MB packed; join (clone) {join_s:.1f} s; "
+            f"auto-archive of {days_before} days: plan {plan_s:.2f} s, "
+            f"`fleetq work --once` {archive_s:.1f} s (incl. its checkout dropping the files)",
             f"build {build_s:.1f} s ({info['built']})",
         )
     )
@@ -508,6 +593,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="Fewer samples, smaller drains.")
     ap.add_argument("--only", choices=GROUPS, action="append", help="Run these groups only (repeatable).")
+    ap.add_argument(
+        "--previous", default="6e2c4a6", help="The earlier fleetq the drain rows run next to ('' for none)."
+    )
     args = ap.parse_args()
     want: Callable[[str], bool] = lambda g: not args.only or g in args.only  # noqa: E731
     q = args.quick
@@ -528,7 +616,7 @@ def main() -> None:
         if want("pickup"):
             rows += pickup_rows(base, 8 if q else 20, ssh)
         if want("drain"):
-            rows += drain_rows(base, q)
+            rows += drain_rows(base, q, args.previous or None)
         if want("big"):
             rows += big_rows(base, q)
         if want("startup"):

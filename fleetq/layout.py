@@ -12,6 +12,7 @@ from pathlib import Path
 
 # -- the fleet repo's tree --
 QUEUE = "queue"  # queue/<state>/<id>.yaml; done tasks in queue/done/<YYYY-MM-DD>/
+ARCHIVED = "archived"  # archived/<YYYY-MM-DD>.ids: the ids each archived done day shard held (core/archindex.py)
 MARKER = ".fleetq"  # committed at the root of every fleet repo by `fleetq init`
 CONFIG_DIR = "config"
 HANDLERS_DIR = "handlers"  # a fleet's own task types: handlers/<type>.py
@@ -32,6 +33,7 @@ REMOTE = "origin"
 MAIN_REF = f"refs/heads/{BRANCH}"
 TRACKING = f"refs/remotes/{REMOTE}/{BRANCH}"
 MACHINE_REFS = "refs/fleetq/machines"  # refs/fleetq/machines/<name>: one heartbeat commit each, force-pushed
+LIVE_REFS = "refs/fleetq/live"  # refs/fleetq/live/<name>: a worker's running tasks' recent output, force-pushed
 REVIEW_REFS = "refs/fleetq/review"  # refs/fleetq/review/<branch>: a pushed run branch, fetched for review
 RUN_BRANCH_PREFIX = "fleetq/"  # an isolated agent run's branch in the project repo: fleetq/<task id>
 

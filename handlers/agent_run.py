@@ -8,6 +8,11 @@ first agent installed here), cwd, model, and for isolated runs (fleetq/isolate.p
 ``base``     the ref the run's branch ``fleetq/<id>`` starts from (default: the repo's HEAD).
 ``push``     a remote (name or URL) to push the branch to when the run ends.
 
+A reply (``fleetq reply ID MESSAGE``, fleetq/review/reply.py) is an agent_run with
+``resume`` (the agent's session id: the agent's ``resume_args`` continue it), ``reply_to``
+and ``chain_root``; isolated, it works on the chain's branch ``fleetq/<chain_root>`` from
+``base`` (the last link's head), recording ``chain_base`` as its base.
+
 An isolated run never touches the checkout at ``cwd`` (uncommitted edits stay as they
 are, and the agent sees only committed code): the agent works in a worktree outside
 the repository, whatever it changed is committed to ``fleetq/<id>`` (also when it
@@ -46,6 +51,7 @@ def _run(ctx: HandlerContext) -> HandlerResult:
             timeout=effective_timeout(ctx, DEFAULT_TIMEOUT),
             log_path=ctx.log_path,
             cancel=ctx.cancel,
+            session=text_field(ctx.payload, "resume"),
         )
 
     return run_isolated(ctx, cwd, go)

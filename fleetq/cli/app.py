@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "fsck",
     "review",
     "notify",
+    "mcp",
 )
 
 # command name -> (module, one-line help as click shows it). A later module in
@@ -51,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("review", "Show the changes an isolated agent run made on its branch."),
     "accept": ("review", "Merge an agent run's branch into its base branch and record the decision."),
     "reject": ("review", "Delete an agent run's branch and record the decision."),
+    "reply": ("review", "Continue an agent run's session with MESSAGE: a new task on its machine and branch."),
     "failures": ("queue", "Failed tasks with their errors and the command that re-queues each."),
     "resolve": ("resolve", "Mark a task done, re-queue it (pending), or record it failed."),
     "cancel": ("resolve", "Cancel pending or running tasks (a running one is killed by its worker)."),
@@ -64,7 +66,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "work",
         "Hand orphaned claims (their machine stopped beating) back to pending, or to failed when attempts are spent.",
     ),
-    "logs": ("work", "The full log of a task's runs on this machine."),
+    "logs": ("work", "A task's output: the full log here, live output or the result's tails from any other clone."),
     "schedule": ("schedule", "Cron-style schedules that queue tasks (each fire exactly once across the fleet)."),
     "run": ("agent", "Run AGENT on PROMPT here and now (no queue); exit with the agent's exit code."),
     "test": ("agent", "Smoke-test the installed agents (or just AGENT) with a tiny prompt."),
@@ -104,6 +106,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "git gc and a commit-graph with changed-path filters, on PATH, the origin (--remote) or this clone.",
     ),
     "notify": ("notify", "Notifications for tasks this machine created (config/notify.yaml)."),
+    "mcp": (
+        "mcp",
+        "Serve fleetq to your own agent as MCP tools over stdio (`fleetq mcp install claude` registers it).",
+    ),
 }
 
 

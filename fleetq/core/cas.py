@@ -51,11 +51,29 @@ class Plan:
 
 @dataclass
 class Stats:
-    """Counters a benchmark or the worker log can read."""
+    """Counters a benchmark, the worker log and its heartbeat read: pushes of main (``pushes`` tried,
+    ``landed``, ``rejected`` as lost races) and of this machine's own refs (heartbeat: ``own_pushes``
+    tried, ``own_landed``)."""
 
     pushes: int = 0
     rejected: int = 0
     fetches: int = 0
+    landed: int = 0
+    own_pushes: int = 0
+    own_landed: int = 0
+    push_s: float = 0.0  # a moving average of one try's wall time (fetch, plan, push): the worker's deference step
+
+    def timed(self, seconds: float) -> None:
+        self.push_s = seconds if not self.push_s else 0.7 * self.push_s + 0.3 * seconds
+
+    def counters(self) -> dict[str, int]:
+        """The push counters as a heartbeat carries them."""
+        return {
+            "main_tried": self.pushes,
+            "main_landed": self.landed,
+            "own_tried": self.own_pushes,
+            "own_landed": self.own_landed,
+        }
 
 
 STATS = Stats()
@@ -87,16 +105,19 @@ def transact(
     *,
     fetch: bool = True,
     tries: int = MAX_TRIES,
+    wait: Callable[[int], float] | None = None,
 ) -> Plan | None:
     """Run ``make_plan`` on the remote head and push its commit, retrying lost races.
 
     Returns the plan that landed, or the (empty) plan / None when there was
     nothing to do. ``fetch=False`` plans on the last fetched head first (the
-    caller just fetched); a rejection always fetches.
+    caller just fetched); a rejection always fetches. ``wait(n)``: the sleep after the n-th lost race
+    (default: jittered exponential backoff; the worker's grows with the number of other workers).
     """
     repo = fleet.repo
     pending: tuple[str, Plan] | None = None
     for attempt in range(tries):
+        t0 = time.monotonic()
         with fleet.lock:
             if fetch or attempt:
                 head = repo.fetch()
@@ -120,9 +141,12 @@ def transact(
             try:
                 STATS.pushes += 1
                 repo.push(sha)
+                STATS.landed += 1
+                STATS.timed(time.monotonic() - t0)
                 return plan
             except PushRejected:
                 STATS.rejected += 1
+                STATS.timed(time.monotonic() - t0)
                 pending = (sha, plan)
-        time.sleep(backoff(attempt))
+        time.sleep(backoff(attempt) if wait is None else wait(attempt))
     raise Conflict(f"gave up after {tries} lost races for the remote; the queue is busy, try again")

@@ -26,6 +26,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "usage_limit_max_waits": 10,  # usage-limit waits in a row before the task fails like any error
     "load_weights": {"cpu": 0.4, "memory": 0.3, "load": 0.3},
     "require_signed": False,
+    "keep_done_days": 14,  # done day shards older than this are archived out of the tree by a worker pass (0: never)
 }
 
 
@@ -69,6 +70,8 @@ SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ssh_connect_timeout": _SECONDS,
     "ssh_persist": _SECONDS,
     "sync_excludes": (_names, "a list of patterns"),
+    "live_output": (_number(0, above=False), "a number of seconds between live output publishes, 0 or more (0: off)"),
+    "keep_done_days": (_number(0, above=False, whole=True), "a whole number of days, 0 or more (0: never archive)"),
 }
 
 

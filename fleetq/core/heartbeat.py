@@ -19,6 +19,7 @@ from typing import Any
 import fleetq
 from fleetq import yamlio
 from fleetq.core import clock, liveness
+from fleetq.core.cas import STATS
 from fleetq.core.clone import Fleet
 from fleetq.core.states import valid_id
 from fleetq.core.task import fmt_time, now_utc, parse_time
@@ -47,6 +48,12 @@ FIELDS: dict[str, Callable[[Any], bool]] = {
     "lease": lambda v: _num(v) and v > 0,
     "heartbeat": lambda v: _num(v) and v > 0,
     **dict.fromkeys(("capabilities", "agents"), lambda v: isinstance(v, list) and all(_text(x) for x in v)),
+    "free": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10_000,
+    "delegate": lambda v: isinstance(v, bool),
+    # push counters (cas.Stats.counters): main_tried, main_landed, own_tried, own_landed
+    "pushes": lambda v: isinstance(v, dict) and all(isinstance(x, int) and not isinstance(x, bool) for x in v.values()),
+    # finished runs advertised for folding (core/delegation.py reads them typed: delegation.advertised)
+    "results": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
 }
 RUN_FIELDS: dict[str, Callable[[Any], bool]] = {
     **dict.fromkeys(("id", "type", "agent", "started"), _text),
@@ -125,7 +132,9 @@ def beat(fleet: Fleet, info: dict[str, Any]) -> str:
     repo = fleet.repo
     tree = repo.apply(None, {STATE_FILE: yamlio.dump_plain(doc).encode()})
     sha = repo.commit(tree, [], f"heartbeat {fleet.machine} #{info.get('seq', 0)}\n", fleet.machine)
+    STATS.own_pushes += 1
     repo.push_refs([f"+{sha}:{ref_of(fleet.machine)}"])
+    STATS.own_landed += 1
     try:
         repo.set_ref(ref_of(fleet.machine), sha)
     except FleetqError:

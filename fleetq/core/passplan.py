@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fleetq.core import transitions
+from fleetq.core import delegation, transitions
+from fleetq.core.archive import archive_plan
 from fleetq.core.cas import Plan
 from fleetq.core.matching import Seat
 from fleetq.core.reaper import reap_plan
@@ -44,6 +45,10 @@ def pass_plan(
     shutdown: bool,
     problems: list[Problem],
     now: dt.datetime,
+    archive_before: str | None = None,
+    others: list[delegation.Advert] | None = None,
+    known: set[str] | None = None,
+    declined: dict[str, tuple[str, int, str]] | None = None,
 ) -> Plan:
     """One pass's commit: report ``results``, hand back ``handbacks``, reap ``orphans``, claim up to ``free``.
 
@@ -51,8 +56,15 @@ def pass_plan(
     ``shutdown`` says why the handbacks go back (else: the lease was lost).
     ``problems`` is cleared and filled with the bad task files the claim skipped or set aside (a task
     whose claim or report cannot be written goes to needs_human with a note: transitions.set_aside).
+    ``others``: other live machines' adverts, whose results are folded in and whose free slots get
+    delegated claims (core/delegation.py). ``known``: the tasks this worker runs or has journaled; a
+    claim of ours at this head that is none of them (delegated to us, not started yet) takes a slot.
     """
     p = Plan(value=[])
+    for r in results:  # folded into main by another machine's push meanwhile: nothing left to report
+        if delegation.standing(snap, machine, r) == delegation.APPLIED:
+            r.status = "folded"
+    results = [r for r in results if r.status != "folded"]
     if results:
         done = transitions.complete_plan(snap, results, machine, now)
         if done is not None:
@@ -60,6 +72,8 @@ def pass_plan(
     if handbacks:
         why = SHUTDOWN if shutdown else FENCED
         p.add(transitions.handback_plan(snap, handbacks, machine, why, now, spend=False))
+    for tid, (by, attempt, why) in (declined or {}).items():  # delegated claims we cannot take: back at once
+        p.add(transitions.handback_plan(snap, {tid: (by, attempt)}, machine, why, now, spend=False))
     if free:
         problems.clear()
     if orphans:
@@ -67,14 +81,30 @@ def pass_plan(
             p.add(reap_plan(snap, orphans, machine))
         except transitions.Unwritable as e:  # the reap waits for a person; reports and claims still land
             problems.append(Problem(str(e).split(": ", 1)[0], f"cannot reap: {e}"))
+    touched = {v for k, v in p.trailers if k == "Fleetq-Task"}  # one change per task file per commit
+    folded: dict[str, int] = {}
+    if others:
+        fold, folded = delegation.fold_plan(snap, others, now, touched)
+        p.add(fold)
+    if free and known is not None:  # claims delegated to us since the pass began fill our slots first
+        waiting = {t.id for t in delegation.claims_of(snap, machine)} - known - set(orphans) - set(handbacks)
+        waiting -= set(declined or {})
+        free = max(0, free - len(waiting))
     if free:
-        touched = {v for k, v in p.trailers if k == "Fleetq-Task"}  # one change per task file per commit
         c = transitions.claim_plan(
             snap, seat, free, now=now, grace=grace, machine=machine, problems=problems, skip=touched
         )
         if c is not None:
             p.add(c)
             p.value = c.value
+            touched.update(t.id for t in c.value)
+            touched.update(v for k, v in c.trailers if k == "Fleetq-Task")
+    if others:
+        p.add(delegation.delegate_plan(snap, others, folded, now=now, grace=grace, delegator=machine, skip=touched))
+    if archive_before:  # done days older than this leave the tree (core/archive.py); none left: nothing
+        arch = archive_plan(snap, archive_before)
+        if arch is not None:
+            p.add(arch)
     p.subject = subject(machine, p.trailers)
     return p
 
@@ -86,6 +116,8 @@ def subject(machine: str, trailers: list[tuple[str, str]]) -> str:
     for key, value in trailers:
         if key == "Fleetq-Task":
             tid = value
+        elif key == "Fleetq-Transition" and value.startswith("done->archived "):
+            groups.setdefault("archives", []).append(value.split()[1] + " done tasks")
         elif key == "Fleetq-Transition":
             groups.setdefault(VERBS.get(value, "updates"), []).append(tid)
     parts = [

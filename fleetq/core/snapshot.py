@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetq import yamlio
-from fleetq.core import states
+from fleetq.core import archindex, states
 from fleetq.core import task as taskmod
 from fleetq.core.states import DONE, STATES, TaskLocation
 from fleetq.errors import Ambiguous, FleetqError, InvalidTask, NotFound, UsageError
 from fleetq.git.repo import GitRepo
+from fleetq.layout import ARCHIVED
 
 _PARSED: dict[tuple[str, str], taskmod.Task] = {}  # (blob, path) -> Task; blobs are immutable
 
@@ -173,15 +174,47 @@ class Snapshot:
         if not matches:
             raise NotFound(f"no task with id or prefix '{given}'")
         if len(matches) > 1:
-            names = ", ".join(sorted(matches)[:5])
-            raise Ambiguous(
-                f"'{given}' matches {len(matches)} tasks ({names}{', ...' if len(matches) > 5 else ''}); "
-                "give more characters"
-            )
+            raise _ambiguous(given, matches, "tasks")
         return next(iter(matches.values()))
 
     def get(self, given: str) -> taskmod.Task:
         return self.load(self.resolve(given))
+
+    # -- archived tasks (core/archindex.py) --
+    def archive_index(self) -> list[tuple[str, str, str]]:
+        """(day, file name, blob sha) of each archive index file under ``archived/``, oldest day first."""
+        out = []
+        for e in self._dir(ARCHIVED):
+            day = archindex.day_of(e.name) if not e.is_tree else None
+            if day is not None:
+                out.append((day, e.name, e.sha))
+        return sorted(out)
+
+    def archived_ids(self, day: str) -> set[str]:
+        """The ids the index says were archived out of ``day``'s shard (empty: none recorded)."""
+        return {i for d, _, sha in self.archive_index() if d == day for i in self._index_ids(sha)}
+
+    def _index_ids(self, sha: str) -> list[str]:
+        try:
+            return archindex.parse(self.repo.read_blob(sha), sha)
+        except FleetqError:  # a damaged index blob: those ids are not found by prefix, history still has them
+            return []
+
+    def find_archived(self, given: str) -> tuple[str, str]:
+        """(id, day) of the archived task whose id is ``given`` or uniquely starts with it (the index only:
+        a few small blobs, no history walk). NotFound or Ambiguous like ``resolve``."""
+        matches: dict[str, str] = {}
+        for day, _, sha in self.archive_index():
+            for i in self._index_ids(sha):
+                if i == given:
+                    return i, day
+                if i.startswith(given):
+                    matches[i] = day
+        if not matches:
+            raise NotFound(f"no task with id or prefix '{given}' (in the tree or archived)")
+        if len(matches) > 1:
+            raise _ambiguous(given, matches, "archived tasks")
+        return next(iter(matches.items()))
 
     def state_of(self, task_id: str) -> str | None:
         found = self.locate(task_id)
@@ -197,3 +230,9 @@ class Snapshot:
     def read_yaml(self, path: str) -> Any:
         raw = self.read(path)
         return None if raw is None else yamlio.to_plain(yamlio.load_safe(raw, path))
+
+
+def _ambiguous(given: str, matches: Iterable[str], what: str) -> Ambiguous:
+    names = sorted(matches)
+    more = ", ..." if len(names) > 5 else ""
+    return Ambiguous(f"'{given}' matches {len(names)} {what} ({', '.join(names[:5])}{more}); give more characters")

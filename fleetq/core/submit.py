@@ -82,7 +82,7 @@ def build(req: Request, snap: Snapshot, cfg: FleetConfig, created_by: str) -> tu
     warnings: list[str] = []
     now = now_utc()
     data: dict[str, Any] = {
-        "id": req.task_id if req.task_id is not None else _fresh_id(snap),
+        "id": req.task_id if req.task_id is not None else fresh_id(snap),
         "title": req.description.strip(),
     }
     if not data["title"]:
@@ -133,7 +133,7 @@ def build(req: Request, snap: Snapshot, cfg: FleetConfig, created_by: str) -> tu
     return data, warnings
 
 
-def _fresh_id(snap: Snapshot) -> str:
+def fresh_id(snap: Snapshot) -> str:
     for _ in range(20):
         tid = new_id()
         if not snap.exists(tid):

@@ -100,9 +100,11 @@ def claim_plan(
     machine: str,
     problems: list | None = None,
     skip: set[str] | None = None,
+    by: str | None = None,
 ) -> Plan | None:
     """Claim up to ``k`` pending tasks; ``skip``: ids this commit already changes (a late note on a
-    task that went back to pending: claiming it too would write over that change)."""
+    task that went back to pending: claiming it too would write over that change); ``by``: the
+    delegator of a claim made for ``machine`` by another machine (core/delegation.py)."""
     pending = snap.tasks([PENDING], problems)
     p = Plan(value=[])
     seen: set[str] = set(skip or ())  # claimed or set aside: out of the next choice
@@ -114,7 +116,8 @@ def claim_plan(
         for t in picked:
             seen.add(t.id)
             attempt = t.attempts + 1
-            fields = {"attempts": attempt, "claim": {"machine": machine, "at": fmt_time(now), "attempt": attempt}}
+            claim = {"machine": machine, "at": fmt_time(now), "attempt": attempt, **({"by": by} if by else {})}
+            fields = {"attempts": attempt, "claim": claim}
             try:
                 p.changes.update(move(t, CLAIMED, fields))
             except Unwritable as e:  # its claim cannot be written: it goes to a person, the others are claimed

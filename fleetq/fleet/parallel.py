@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fleetq.core import transitions
+from fleetq.core import live, transitions
 from fleetq.core.clone import Fleet
 from fleetq.core.config import FleetConfig
 from fleetq.core.heartbeat import Beat
@@ -163,6 +163,9 @@ def outcome(snap: Snapshot, task_id: str) -> Outcome:
         else (r.get("stdout_tail"), r.get("stderr_tail"))
     )
     last = last_line(*(str(s or "") for s in streams)) or (str(err) if err else "")
+    if t.state == CLAIMED:  # running: the last line its worker published (fetched with main: live.fetch_snapshot)
+        entry = live.for_task(snap.repo, t)
+        last = entry.last_line()[:200] if entry else ""
     dur = r.get("duration")
     return Outcome(
         t.id,
@@ -216,7 +219,7 @@ def wait(
     wanted = set(ids)
     feed = EventFeed(lambda t: t.id in wanted, from_start=True)
     while True:
-        snap = fleet.snapshot()
+        snap = live.fetch_snapshot(fleet)
         outs = [outcome(snap, tid) for tid in ids]
         elapsed = time.monotonic() - start
         if notifier is not None:

@@ -11,7 +11,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetq.core import listing
+from fleetq.core import listing, live
 from fleetq.core.clone import Fleet
 from fleetq.core.config import FleetConfig, MachineSpec
 from fleetq.core.heartbeat import Beat, Observer
@@ -91,11 +91,15 @@ class View:
 
 
 def open_view(fleet: Fleet, *, fetch: bool = True) -> View:
-    """Fetch once (main and the heartbeat refs), then read both; an unreachable remote shows the last fetch."""
+    """Fetch once (main, the heartbeat and the live output refs), then read them; an unreachable remote
+    shows the last fetch."""
     warning = None
     observer = Observer(fleet)
     try:
-        beats = observer.read(fetch=fetch)
+        if fetch:  # the heartbeats and the live output refs (monitor's last lines) in one fetch
+            with fleet.lock:
+                fleet.repo.fetch(machines=True, live=True)
+        beats = observer.read(fetch=False)
     except RemoteError as e:
         warning = f"remote unreachable ({e}); showing the fleet as of the last fetch"
         beats = observer.read(fetch=False)
@@ -172,6 +176,8 @@ def status(v: View) -> list[dict[str, Any]]:
                 "top_agent_runs": top[0][1] if top else 0,
                 "cost_usd": round(cost[name], 4) if name in cost else None,
                 "version": m.beat.state.get("version") if m.beat else None,
+                # push counters of its worker since it started (heartbeat `pushes`: main and own refs)
+                "pushes": (m.beat.state.get("pushes") or None) if m.beat else None,
             }
         )
     return rows
@@ -241,7 +247,8 @@ def money(value: float | None) -> str:
 
 
 def monitor(v: View) -> list[dict[str, Any]]:
-    """What runs where right now: per machine its running tasks (agent, elapsed, cost so far) and today's totals."""
+    """What runs where right now: per machine its running tasks (agent, elapsed, cost so far, last output line)
+    and today's totals."""
     claimed = {t.id: t for t in v.tasks(CLAIMED)}
     today = now_utc().date()
     spent: dict[str, list[float]] = {}
@@ -259,6 +266,7 @@ def monitor(v: View) -> list[dict[str, Any]]:
             t = claimed[str(entry.get("id"))]
             cost = entry.get("cost_usd")
             elapsed = _elapsed(entry, m.beat) if m.beat else None
+            out_now = live.for_task(v.fleet.repo, t)  # what its worker last published of its output
             running.append(
                 {
                     "id": entry.get("id"),
@@ -268,6 +276,7 @@ def monitor(v: View) -> list[dict[str, Any]]:
                     "elapsed": None if elapsed is None else round(elapsed, 1),
                     "cost_usd": cost if isinstance(cost, int | float) else None,
                     "title": t.title,
+                    "last_output": out_now.last_line() if out_now else None,
                 }
             )
         day = spent.get(name, [])
@@ -297,6 +306,8 @@ def monitor_lines(entry: dict[str, Any]) -> tuple[str, list[str]]:
             f"▸ {r['id']}  {r['type'] or '?'}  {agent}  {clock(r['elapsed'])}  {money(r['cost_usd'])}  "
             f"{r['title'] or ''}".rstrip()
         )
+        if r.get("last_output"):
+            lines.append(f"  ↳ {' '.join(str(r['last_output']).split())}")
     if not lines:
         lines.append("idle" if entry["online"] else "(no worker running)")
     today = entry["today"]

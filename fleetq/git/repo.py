@@ -32,7 +32,7 @@ from fleetq.git import checkout, locks, netcall
 from fleetq.git.link import git_failed, git_ssh_env
 from fleetq.git.objects import EMPTY_TREE, Entry, apply_nested, commit_data, nest, tree_data
 from fleetq.git.reader import ObjectReader
-from fleetq.layout import BRANCH, MACHINE_REFS, REMOTE, TRACKING
+from fleetq.layout import BRANCH, LIVE_REFS, MACHINE_REFS, REMOTE, TRACKING
 
 _REMOTE_DOWN = re.compile(
     r"could not read from remote|does not appear to be a git repository|unable to access|"
@@ -161,11 +161,13 @@ class GitRepo(ObjectReader):
             self._url = self.remote_url() or ""
         return self._url or None
 
-    def fetch(self, *, machines: bool = False) -> str | None:
-        """Fetch the remote's main (and, if asked, the heartbeat refs); return main's sha."""
+    def fetch(self, *, machines: bool = False, live: bool = False) -> str | None:
+        """Fetch the remote's main (and, if asked, the heartbeat refs and the live output refs); return main's sha."""
         specs = [f"+refs/heads/{BRANCH}:{TRACKING}"]
         if machines:
             specs.append(f"+{MACHINE_REFS}/*:{MACHINE_REFS}/*")
+        if live:
+            specs.append(f"+{LIVE_REFS}/*:{LIVE_REFS}/*")
         # Not --quiet: git's ref-update lines tell a forced update of main at no extra cost.
         status, _, err = self._net("fetch", "--no-tags", "--no-write-fetch-head", REMOTE, *specs, what="fetch from")
         self.forced_update = any("forced update" in ln and TRACKING.split("/", 2)[2] in ln for ln in err.splitlines())

@@ -30,11 +30,12 @@ from fleetq.core import transitions
 from fleetq.core.clone import Fleet
 from fleetq.core.listing import newest_first
 from fleetq.core.snapshot import Problem, Snapshot
-from fleetq.core.states import FAILED, NEEDS_HUMAN
+from fleetq.core.states import CLAIMED, FAILED, NEEDS_HUMAN, PENDING
 from fleetq.core.task import Task
 from fleetq.errors import Conflict, FleetqError, RemoteError, UsageError
 from fleetq.git.project import ProjectRepo
 from fleetq.handlerapi import last_line
+from fleetq.review.chains import REVIEW_DAYS, chain_root, replied
 from fleetq.run.isolate import run_branch, worktrees_home
 
 ACCEPTED, REJECTED = "accepted", "rejected"
@@ -60,8 +61,9 @@ class RunInfo:
         if not r.get("branch") or not r.get("repo") or not r.get("head") or not r.get("base"):
             why = "it changed nothing" if r.get("files_changed") == 0 else "it was not an isolated agent run"
             raise UsageError(f"{task.id} has no branch to review ({why})")
+        own = run_branch(chain_root(task))  # a reply works on its chain's branch (review/chains.py)
         bad = (
-            ("branch", "is not " + run_branch(task.id), r["branch"] == run_branch(task.id)),
+            ("branch", "is not " + own, r["branch"] == own),
             ("base", "is not a commit id", _is_commit(r["base"])),
             ("head", "is not a commit id", _is_commit(r["head"])),
             ("repo", "is not the repository of the task's cwd", _is_own_repo(r["repo"], task.payload.get("cwd"))),
@@ -142,14 +144,16 @@ def check_pushed(local: ProjectRepo, info: RunInfo, task: Task) -> str:
     return pushed
 
 
-REVIEW_DAYS = 30  # done/ day shards looked at for runs awaiting review (`fleetq diff ID` reaches any)
-
-
 def awaiting(snap: Snapshot, problems: list[Problem] | None = None) -> list[Task]:
-    """needs_human tasks, and finished isolated runs with a branch and no review decision yet."""
-    waiting = newest_first(snap.tasks([NEEDS_HUMAN], problems))
+    """needs_human tasks, and finished isolated runs with a branch and no review decision yet.
+
+    A task someone replied to is left out: its chain's newest link stands for it (one row per branch).
+    ``REVIEW_DAYS`` of done shards are looked at (`fleetq diff ID` reaches any).
+    """
     finished = snap.tasks([FAILED], problems) + snap.recent_done(REVIEW_DAYS, problems)
-    runs = [t for t in finished if t.result.get("branch") and not t.result.get("review")]
+    answered = replied([*snap.tasks([PENDING, CLAIMED, NEEDS_HUMAN]), *finished])
+    waiting = newest_first([t for t in snap.tasks([NEEDS_HUMAN], problems) if t.id not in answered])
+    runs = [t for t in finished if t.result.get("branch") and not t.result.get("review") and t.id not in answered]
     return waiting + sorted(runs, key=lambda t: str(t.result.get("finished_at") or ""))
 
 

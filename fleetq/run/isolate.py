@@ -23,6 +23,13 @@ false turns it off; absent: on when ``payload.cwd`` is given and inside a git wo
 Worktree add/remove in one repository are serialised by a file lock per
 repository (two runs of one worker are threads of one process). A retried attempt
 resets the branch to the base: the branch holds the latest attempt.
+
+A reply (``fleetq reply``; ``payload.chain_root`` names the chain's first task) continues
+the chain's branch ``fleetq/<root>`` instead: its worktree starts at ``payload.base`` (the
+head the replied-to run left) at the path the first run used (agents keep sessions per
+directory), and its result records the chain's ``payload.chain_base`` as ``base``, so the
+branch's diff, and accept/reject, take the whole chain. A link that changes nothing keeps
+the branch.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from fleetq.core.states import valid_id
 from fleetq.errors import FleetqError
 from fleetq.git.project import ProjectRepo
 from fleetq.handlerapi import NEEDS_HUMAN, HandlerContext, HandlerResult, Stop, text_field
@@ -68,12 +76,17 @@ class Isolation:
 
     project: ProjectRepo  # the person's repository (its main work tree)
     sub: PurePath  # cwd relative to the repository's top
-    base: str  # commit the branch starts from
+    base: str  # commit the diff is taken from (a reply: the chain's first base)
     base_branch: str | None  # the branch that was checked out (or named as base): what `accept` merges into
     branch: str
     worktree: Path
     lock: FileLock
     push: str | None = None  # payload.push: the remote to push the branch to
+    start: str | None = None  # commit the worktree starts at, when not ``base`` (a reply: the last head)
+
+    @property
+    def start_at(self) -> str:
+        return self.start or self.base
 
     @property
     def cwd(self) -> Path:
@@ -105,6 +118,16 @@ def plan(ctx: HandlerContext, cwd: Path) -> Isolation | None:
         base_branch = base_ref if project.has_branch(base_ref) else None
     else:
         base_branch = project.head_branch()
+    replying = bool(text_field(ctx.payload, "reply_to"))  # review/chains.py reads chain_root only then too
+    root, start = (text_field(ctx.payload, "chain_root") if replying else None) or ctx.task_id, None
+    if not valid_id(root):  # a path component of the worktree and a branch name
+        raise Stop(f"payload.chain_root {root!r} is not a task id")
+    if root != ctx.task_id:  # a reply: the chain's branch, from where the last link left it
+        chain_base = text_field(ctx.payload, "chain_base") or base
+        start, base = base, project.commit_of(chain_base)
+        if base is None:
+            raise Stop(f"payload.chain_base '{chain_base}' is not a commit in {project.path}")
+        base_branch = text_field(ctx.payload, "base_branch") or None
     home = worktrees_home(ctx.fleet_dir)
     sub = PurePath(os.path.relpath(cwd.resolve(), project.path.resolve()))
     return Isolation(
@@ -112,10 +135,11 @@ def plan(ctx: HandlerContext, cwd: Path) -> Isolation | None:
         sub=sub,
         base=base,
         base_branch=base_branch,
-        branch=run_branch(ctx.task_id),
-        worktree=home / ctx.task_id,
+        branch=run_branch(root),
+        worktree=home / root,
         lock=repo_lock(home, project.path),
         push=push,
+        start=start,
     )
 
 
@@ -132,7 +156,7 @@ def run_isolated(ctx: HandlerContext, cwd: Path, fn: Callable[[Path], HandlerRes
         return fn(cwd)
     with iso.lock:
         iso.project.remove_worktree(iso.worktree)  # a leftover of a crashed attempt
-        iso.project.add_worktree(iso.worktree, iso.branch, iso.base)
+        iso.project.add_worktree(iso.worktree, iso.branch, iso.start_at)
     res: HandlerResult | None = None
     try:
         iso.cwd.mkdir(parents=True, exist_ok=True)  # an untracked subdirectory is not in the worktree
@@ -165,7 +189,8 @@ def _commit(ctx: HandlerContext, iso: Isolation, res: HandlerResult | None) -> t
 def _record(iso: Isolation, head: str | None) -> dict[str, Any]:
     """The result keys of an isolated run; pushes the branch when asked."""
     out: dict[str, Any] = {"repo": str(iso.project.path), "base": iso.base, "base_branch": iso.base_branch}
-    if head is None:
+    head = head or iso.start  # a reply that changed nothing leaves the chain's branch as it was
+    if head is None or head == iso.base:
         iso.project.delete_branch(iso.branch)
         return {
             **out,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleetq import yamlio
-from fleetq.core import moves, schedules, states
+from fleetq.core import archindex, moves, schedules, states
 from fleetq.core import task as taskmod
 from fleetq.core.config import MACHINES, SETTINGS, parse_machines, settings_problems, unknown_machine_keys
 from fleetq.core.snapshot import Problem, Snapshot
@@ -17,7 +17,7 @@ from fleetq.core.task import Task
 from fleetq.errors import FleetqError
 from fleetq.git.objects import shown
 from fleetq.git.repo import GitRepo
-from fleetq.layout import AGENTS, SCHEDULES, SIGNERS
+from fleetq.layout import AGENTS, ARCHIVED, SCHEDULES, SIGNERS
 from fleetq.run import redact
 from fleetq.run.agents.registry import agents_from
 
@@ -146,6 +146,8 @@ def examine(path: str, raw: bytes, blob: str = "") -> tuple[list[Finding], Task 
         return examine_task(path, raw, blob)
     if path == SIGNERS:
         return check_signers_file(path, raw), None
+    if path.startswith(f"{ARCHIVED}/"):  # an archive index: report only (fsck quarantines no such file)
+        return [Finding(path, why) for why in archindex.problems(path, raw)], None
     return check_config_file(path, raw), None
 
 

@@ -16,8 +16,8 @@ A push to ``refs/heads/main`` is accepted only when it
   handlers/ (``signing.needs_signature``). A merge is judged by its diff against
   its first parent, as the worker's chain of trust judges it.
 
-Heartbeat refs (``refs/fleetq/machines/*``) are force-pushed by design and always
-accepted. Only changed paths are examined, so fleetq's own one-commit pushes
+Heartbeat refs (``refs/fleetq/machines/*``) and live output refs (``refs/fleetq/live/*``)
+are force-pushed by design and always accepted. Only changed paths are examined, so fleetq's own one-commit pushes
 cost a few tree lookups. The same change checks guard the client pre-commit hook.
 """
 
@@ -30,14 +30,14 @@ from fleetq.core.snapshot import Ref
 from fleetq.core.task import Task
 from fleetq.git.inspect import ZERO_SHA, new_commits, parents_of
 from fleetq.git.repo import GitRepo
-from fleetq.layout import BRANCH, MACHINE_REFS, MAIN_REF
+from fleetq.layout import ARCHIVED, BRANCH, LIVE_REFS, MACHINE_REFS, MAIN_REF
 from fleetq.trust import checks, signatures, signing
 from fleetq.trust.checks import Change, Finding, check_blob, diff_trees, touched_ids, tree_snapshot
 from fleetq.trust.reach import Context, decisive
 
 MAIN = MAIN_REF
 ENTRY_STATES = frozenset({states.PENDING, states.NEEDS_HUMAN})  # where a task may first appear
-CHECKED_DIRS = (f"{states.QUEUE}/", "config/")
+CHECKED_DIRS = (f"{states.QUEUE}/", "config/", f"{ARCHIVED}/")  # archived/: the archive index
 MAX_MESSAGES = 20
 
 
@@ -191,8 +191,8 @@ def check_range(repo: GitRepo, commits: list[str], tip: str, base: str | None = 
 
 def check_update(repo: GitRepo, old: str, new: str, ref: str) -> list[str]:
     """Problems with one ref update of a push (empty: accept)."""
-    if ref.startswith(f"{MACHINE_REFS}/") or ref != MAIN:
-        return []  # heartbeats (force-pushed by design) and refs the queue does not read
+    if ref.startswith((f"{MACHINE_REFS}/", f"{LIVE_REFS}/")) or ref != MAIN:
+        return []  # heartbeats and live output (force-pushed by design), and refs the queue does not read
     if new == ZERO_SHA:
         return [f"deleting {BRANCH} would erase the queue and its history; refused"]
     if old != ZERO_SHA and not repo.is_ancestor(old, new):

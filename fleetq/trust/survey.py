@@ -25,7 +25,7 @@ from fleetq.core import states
 from fleetq.core.listing import read_shard_cache, write_shard_cache
 from fleetq.core.task import Task
 from fleetq.git.repo import GitRepo
-from fleetq.layout import CONFIG_DIR, QUEUE
+from fleetq.layout import ARCHIVED, CONFIG_DIR, QUEUE
 from fleetq.trust import checks
 from fleetq.trust.checks import Finding
 from fleetq.trust.reach import Context
@@ -46,7 +46,7 @@ def _layout(repo: GitRepo, tree: str | None) -> tuple[dict[str, str], dict[str, 
     """(path -> blob of every file under queue/ and config/ outside done's day shards, shard -> tree sha)."""
     files: dict[str, str] = {}
     shards: dict[str, str] = {}
-    for top in (QUEUE, CONFIG_DIR):
+    for top in (QUEUE, CONFIG_DIR, ARCHIVED):  # archived/: the archive index (core/archindex.py)
         e = repo.lookup(tree, top) if tree else None
         for x in repo.entries(e.sha) if e is not None and e.is_tree else []:
             path = f"{top}/{x.name}"

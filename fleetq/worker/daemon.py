@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from filelock import FileLock, Timeout
 
 from fleetq.core import liveness
+from fleetq.core.archive import AutoArchive, landed_count
 from fleetq.core.cas import Plan, transact
 from fleetq.core.clone import Fleet
 from fleetq.core.config import DEFAULT_SETTINGS
@@ -40,9 +41,11 @@ from fleetq.git.netcall import RemoteTimeout
 from fleetq.git.repo import HookRejected
 from fleetq.handlerapi import HandlerResult
 from fleetq.layout import SETTINGS, TRACKING
+from fleetq.worker.fold import Fold
 from fleetq.worker.headcache import HeadCache
 from fleetq.worker.intake import Intake
 from fleetq.worker.lease import Lease
+from fleetq.worker.live import LiveOutput
 from fleetq.worker.outage import CAP, Outage
 from fleetq.worker.runner import Runner
 from fleetq.worker.signals import Signals
@@ -88,8 +91,12 @@ class Worker(WorkerState):
         self.idle = False
         self.heads = HeadCache(self)
         self.lease = Lease(self)
+        self.live = LiveOutput(self)  # running tasks' recent output on refs/fleetq/live/<machine>
         self.runner = Runner(self)
+        self.delegates = not once  # takes claims made for it, advertises results and free slots
+        self.fold = Fold(self, self.lease, self.runner, self.heads, once=once)
         self.intake = Intake(self)
+        self.archiver = AutoArchive()
         self.outage = Outage()
         self.signals = Signals(self._on_signal)
 
@@ -173,10 +180,12 @@ class Worker(WorkerState):
 
     def _loop(self) -> None:
         self.lease.start()
+        self.live.start()
         try:
             self._loop_passes()
         finally:
             self.lease.stop()
+            self.live.stop()
 
     def _loop_passes(self) -> None:
         passes = 0
@@ -219,6 +228,8 @@ class Worker(WorkerState):
         until = [poll, self.lease.next_beat_in()]
         if self.intake.next_fire is not None:
             until.append(self.intake.next_fire - time.time() + 0.05)
+        if self.fold.defer_until is not None:  # a deferring pass pushes main itself at its deadline
+            until.append(self.fold.due_in())
         return max(0.05, min(until))
 
     def _backoff_cap(self) -> float:
@@ -242,6 +253,16 @@ class Worker(WorkerState):
         snap = Snapshot(fleet.repo, head)
         cfg = self.heads.refresh(snap)
         self._report_problems([Problem(SETTINGS, why) for why in cfg.problems], "config problem (using defaults)")
+        seat = Seat(
+            cfg.machine(fleet.machine),
+            agents=self.runner.usable_agents(),
+            first_seen=self.heads.first_seen,
+            running_elsewhere=self.heads.running_elsewhere(),
+        )
+        if self.delegates:  # results others folded into main, claims others made for us (worker/fold.py)
+            results = self.fold.settle(snap, results)
+            if self.fold.take_delegated(snap, seat):
+                free = 0 if (self.stopping or not claim) else max(0, int(self.setting("slots")) - len(self.running))
         if free and not self.lease.held():  # after the config is read: the beat announces its lease
             self.lease.beat(force=True)  # fencing: claim only while our heartbeat is known to land
             if not self.lease.held():
@@ -252,20 +273,22 @@ class Worker(WorkerState):
             self.intake.take_dropped(snap)
         if claim:  # schedules fire in passes that may claim (not in --once's later passes)
             self.intake.fire_schedules(snap)
+        archive_before = self.archiver.due(snap, self.setting("keep_done_days"), now_utc())  # shard names only
         orphans = self.heads.orphans(snap)
         handbacks = self.heads.handbacks()
-        if not (results or orphans or handbacks) and free == 0:
+        declined = dict(self.fold.declined)
+        self.offer_free = free
+        if not (results or orphans or handbacks or archive_before or declined) and free == 0:
+            self.fold.defer_until = None
             self.lease.beat()
             return False
+        if not (orphans or handbacks or archive_before or declined) and self.fold.defer(snap, results, free):
+            return False  # advertised on our own ref: another worker's push may fold it (worker/fold.py)
         with self.lock:
             nothing_running = not self.running
-        seat = Seat(
-            cfg.machine(fleet.machine),
-            agents=self.runner.usable_agents(),
-            first_seen=self.heads.first_seen,
-            running_elsewhere=self.heads.running_elsewhere() if free else {},
-        )
-        grace = float(self.setting("prefer_grace")) if free else 0.0
+        others = self.fold.others(seat) if self.delegates else None
+        known = set(self.running) | {c.task_id for c in results}
+        grace = float(self.setting("prefer_grace")) if free or others else 0.0
         problems: list[Problem] = []
 
         def plan(s: Snapshot) -> Plan:
@@ -283,9 +306,19 @@ class Worker(WorkerState):
                 shutdown=self.handback,
                 problems=problems,
                 now=now,
+                archive_before=archive_before,
+                others=others,
+                known=known,
+                declined=declined,
             )
 
-        landed = transact(fleet, plan, fetch=False)
+        try:
+            landed = transact(fleet, plan, fetch=False, wait=self.fold.backoff)
+        except HookRejected:
+            self.archiver.refused(archive_before)  # never let archiving block the pass again
+            raise
+        if landed_count(landed) is not None:
+            log.info("archived %s done tasks (days before %s)", landed_count(landed), archive_before)
         self._report_problems(problems)
         for c in results:
             self.journal.clear(c)
@@ -299,6 +332,10 @@ class Worker(WorkerState):
         claimed: list[Task] = landed.value if landed and landed.value else []
         self.runner.take(claimed)
         self.claimed_total += len(claimed)
+        if declined:
+            self.fold.handed_back()
+        if self.delegates:  # claims made for us in the head our push went onto: start them now
+            claimed += self.fold.after_push(seat)
         self._busy_recently = bool(claimed)
         # Idle: it could claim, found nothing, had nothing to report and nothing was running.
         self.idle = free > 0 and not claimed and not results and nothing_running

@@ -151,9 +151,15 @@ class HeadCache:
         me = w.fleet.machine
         self.beats = self.observer.read(fetch=True)
         found = find_orphans(snap, self.observer, lease, me=me, beats=self.beats)
-        # Our own claims that nothing here runs (a crash or restart lost them): hand back at once.
+        # Our own claims that nothing here runs (a crash or restart lost them): hand back at once. A claim
+        # another machine made for us that we have not started yet (no started marker) is not lost: the
+        # pass starts it or declines it (worker/fold.py).
         busy = set(w.running) | w.journal.ids()
+        started = w.fleet.state_dir / "started"
         for t in snap.tasks([CLAIMED]):
+            by = t.claim.get("by")
+            if by not in (None, me) and not (started / f"{t.id}.{t.claim.get('attempt')}").exists():
+                continue
             if t.claim.get("machine") == me and t.id not in busy:
                 # No attempt in the claim (a hand edit): 0, like None, makes handback_plan skip the attempt check.
                 found[t.id] = ("its worker restarted", me, t.claim.get("attempt") or 0)

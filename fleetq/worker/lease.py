@@ -21,6 +21,8 @@ import threading
 from typing import Any
 
 from fleetq.core import clock, liveness
+from fleetq.core.cas import STATS
+from fleetq.core.delegation import results_field
 from fleetq.core.heartbeat import beat, load_metrics
 from fleetq.errors import FleetqError
 from fleetq.worker.state import WorkerState
@@ -111,6 +113,11 @@ class Lease:
         finally:
             self._beat_lock.release()
 
+    def advertise(self) -> None:
+        """A beat now, whatever the schedule: it carries results and free slots for others to fold and fill."""
+        with self._beat_lock:
+            self._beat_now()
+
     def goodbye(self) -> None:
         """The last heartbeat of a worker that exits: ``stopped`` when nothing runs here and every
         result is delivered, so it is offline at once (else a plain beat: its claims wait a lease)."""
@@ -161,7 +168,13 @@ class Lease:
             "agents": sorted(w.installed),
             "running": running,
             "load": load_metrics(),
+            "heartbeat": self._heartbeat(),
+            "pushes": STATS.counters(),
         }
+        if w.delegates and not stopped:  # others may fold our results and claim for our free slots
+            info["delegate"] = not w.stopping
+            info["free"] = max(0, w.offer_free)
+            info["results"] = results_field(w.offer)
         try:
             started = clock.mono()  # before the push: a reaper can only see it after it landed
             beat(w.fleet, info)

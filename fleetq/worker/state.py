@@ -61,6 +61,12 @@ class WorkerState:
         self.cfg: FleetConfig | None = None
         self.agents: dict[str, Any] = {}
         self.installed: set[str] = set()
+        self.claimed_total = 0
+        self.finished_total = 0
+        # what the heartbeat advertises for other machines' pushes to fold and fill (worker/fold.py)
+        self.offer: list[Any] = []  # our results still live in main (transitions.Completion)
+        self.offer_free = 0  # free slots
+        self.delegates = False  # whether this worker takes claims made for it (a looping worker)
         # tells this machine's user about the tasks it created (not while a protected file is tainted)
         self.notifier = notify.Notifier(fleet, gate=signing.notify_gate(fleet.repo))
 

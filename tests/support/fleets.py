@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fleetq.core.clone import Fleet
 from fleetq.fleet import initfleet
+from fleetq.trust import hooks
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKES = ROOT / "tests" / "support" / "fakes"
@@ -37,6 +38,14 @@ class Fleets:
 def make_fleets(tmp: Path) -> Fleets:
     fleet, remote = initfleet.init(tmp / "fleet", machine="alpha")
     return Fleets(tmp, fleet, remote)
+
+
+def guarded_fleets(tmp: Path) -> Fleets:
+    """A fleet whose bare origin runs fleetq's pre-receive hook (prepared before the very first push)."""
+    bare = tmp / "remote.git"
+    hooks.prepare_bare(bare)
+    fleet, _ = initfleet.init(tmp / "fleet", str(bare), machine="alpha")
+    return Fleets(tmp, fleet, str(bare))
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -8,6 +8,7 @@ import click
 
 from fleetq.cli import output
 from fleetq.cli.context import AppContext, pass_app
+from fleetq.core import archive as archiving
 from fleetq.core import history, listing
 from fleetq.core.clone import Fleet
 from fleetq.core.config import FleetConfig
@@ -17,6 +18,7 @@ from fleetq.core.states import FAILED, PENDING
 from fleetq.core.task import Task, now_utc
 from fleetq.errors import FleetqError, NotFound, RemoteError
 from fleetq.fleet.waiting import Wait, summary, waits
+from fleetq.review import chains
 from fleetq.trust.checks import Finding
 from fleetq.trust.fsck import rewritten
 from fleetq.trust.reach import Reach
@@ -184,10 +186,15 @@ def _details(t: Task) -> list[tuple[str, object]]:
 def show(app: AppContext, task_id: str, as_json: bool) -> None:
     """Show one task (an id or a unique prefix).
 
-    A pending task also shows why each machine does not take it (the worker's own rule).
+    A pending task also shows why each machine does not take it (the worker's own rule). A task archived
+    out of the tree shows as it was last, with the commit that archived it.
     """
-    _, snap, beats = _look(app)
-    t = snap.get(task_id)
+    fleet, snap, beats = _look(app)
+    try:
+        t = snap.get(task_id)
+    except NotFound:
+        _show_archived(archiving.find(fleet.repo, snap, task_id), as_json)
+        return
     cfg = _config(snap)
     found = waits([t], snap, cfg, beats).get(t.id) if cfg else None
     never = Reach.at(snap, _states(beats)).never(t) if t.state == PENDING else None
@@ -197,12 +204,28 @@ def show(app: AppContext, task_id: str, as_json: bool) -> None:
             doc["waiting"] = _waiting(found)
         if never:
             doc["never_runs"] = never
+        doc.update(chains.links(snap, t))  # reply_to, chain_root, replies (review/chains.py)
         output.emit_json(doc)
     else:
-        pairs = _details(t)
+        pairs = _details(t) + chains.link_pairs(snap, t)
         pairs += [("never runs", never)] if never else []
         pairs += [("waiting", f"{w.machine}: {w.reason}") for w in found or []]
         output.emit_kv(pairs)
+
+
+def _show_archived(a: archiving.Archived, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(a.to_json())
+        return
+    pairs: list[tuple[str, object]] = [("id", a.id), ("state", f"archived (done {a.day or '?'})")]
+    if a.commit:
+        pairs += [("archived", f"{a.when} by commit {a.commit[:10]}"), ("last file", a.git_show())]
+    else:
+        pairs += [("archived", "by a commit this clone's history does not hold")]
+    pairs += [("history", f"fleetq log {a.id}")]
+    if a.task is not None:
+        pairs += [(k, v) for k, v in _details(a.task) if k not in ("id", "state")]
+    output.emit_kv(pairs)
 
 
 @click.command()
@@ -214,18 +237,23 @@ def log(app: AppContext, task_id: str, as_json: bool) -> None:
     fleet, snap = _snapshot(app)
     try:
         tid = snap.resolve(task_id).id
-    except Exception:  # noqa: BLE001 - an archived task is no longer in the tree; history still knows it
-        tid = task_id
+    except NotFound:  # archived out of the tree: the archive index knows its id, history its life
+        try:
+            tid = snap.find_archived(task_id)[0]
+        except NotFound:
+            tid = task_id  # archived before there was an index: an exact id still has its history
     events = history.task_events(fleet.repo, tid)
     if not events:
         raise NotFound(f"no history for task '{task_id}'")
+    linked = chains.links(snap, snap.get(tid)) if snap.exists(tid) else {}  # the reply chain, both ways
     if as_json:
-        output.emit_json({"id": tid, "events": [e.to_json() for e in events]})
+        output.emit_json({"id": tid, "events": [e.to_json() for e in events], **linked})
         return
     output.emit_table(
         [[e.when, e.machine, e.author, e.transition, e.sha] for e in events],
         ["When", "Machine", "Author", "Transition", "Commit"],
     )
+    output.emit_kv(chains.link_pairs(snap, snap.get(tid)) if linked else [])
 
 
 def _attention(app: AppContext, state: str, as_json: bool, hint: str) -> None:

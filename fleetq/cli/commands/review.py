@@ -1,15 +1,18 @@
-"""Reviewing work: `review` (what waits for a person), `diff`, `accept`, `reject` (isolated agent runs)."""
+"""Reviewing work: `review` (what waits for a person), `diff`, `accept`, `reject` (isolated agent runs), and
+`reply` (the next turn of an agent's session). diff/accept/reject take a reply chain's newest link."""
 
 from __future__ import annotations
 
 import click
 
 from fleetq.cli import output
-from fleetq.cli.commands.queue import _details, _report, _snapshot, json_option
+from fleetq.cli.commands.queue import _details, _look, _report, _snapshot, json_option
 from fleetq.cli.context import AppContext, pass_app
-from fleetq.core.snapshot import Problem
+from fleetq.core.snapshot import Problem, Snapshot
 from fleetq.core.states import NEEDS_HUMAN
 from fleetq.core.task import Task
+from fleetq.review import chains
+from fleetq.review import reply as replies
 from fleetq.review import runs as core
 
 repo_option = click.option(
@@ -31,6 +34,15 @@ def _run_row(t: Task) -> list[str]:
         f"-{s.get('deletions', 0)}",
         output.preview(t.title, 40),
     ]
+
+
+def _newest(snap: Snapshot, task_id: str) -> Task:
+    """The task, or its reply chain's newest finished link (whose head is the branch's), said on stderr."""
+    t = snap.get(task_id)
+    last = chains.latest(snap, t)
+    if last.id != t.id:
+        output.note(f"{t.id} was replied to: taking its chain's newest link, {last.id}")
+    return last
 
 
 @click.command()
@@ -65,6 +77,7 @@ def review(app: AppContext, as_json: bool) -> None:
             [_run_row(t) for t in runs], ["ID", "State", "Machine", "Agent", "Branch", "Files", "+", "-", "Title"]
         )
         output.info("   → fleetq diff ID [--stat] | fleetq accept ID [--merge] | fleetq reject ID [--notes TEXT]")
+        output.info('   → fleetq reply ID "MESSAGE" continues the agent\'s session on its branch')
     _report(problems)
 
 
@@ -77,7 +90,7 @@ def review(app: AppContext, as_json: bool) -> None:
 def diff(app: AppContext, task_id: str, stat: bool, repo: str | None, as_json: bool) -> None:
     """Show the changes an isolated agent run made on its branch."""
     fleet, snap = _snapshot(app)
-    t = snap.get(task_id)
+    t = _newest(snap, task_id)
     text = core.diff(fleet, t, stat=stat, repo=repo)
     if as_json:
         info = core.RunInfo.of(t)
@@ -110,7 +123,7 @@ def accept(
 ) -> None:
     """Merge an agent run's branch into its base branch and record the decision."""
     fleet, snap = _snapshot(app)
-    t = snap.get(task_id)
+    t = _newest(snap, task_id)
     detail = core.accept(fleet, t, mode=mode, into=into, repo=repo, notes=notes)
     if as_json:
         output.emit_json({"id": t.id, "decision": core.ACCEPTED, **detail})
@@ -128,7 +141,7 @@ def accept(
 def reject(app: AppContext, task_id: str, repo: str | None, notes: str | None, as_json: bool) -> None:
     """Delete an agent run's branch and record the decision."""
     fleet, snap = _snapshot(app)
-    t = snap.get(task_id)
+    t = _newest(snap, task_id)
     detail = core.reject(fleet, t, notes=notes, repo=repo)
     if as_json:
         output.emit_json({"id": t.id, "decision": core.REJECTED, **detail})
@@ -137,4 +150,27 @@ def reject(app: AppContext, task_id: str, repo: str | None, notes: str | None, a
         output.info(f"{t.id}: rejected; {detail['branch']} deleted from {where}")
 
 
-commands = [review, diff, accept, reject]
+@click.command()
+@click.argument("task_id")
+@click.argument("message", nargs=-1, required=True)
+@click.option("--priority", type=int, help="Higher runs first (default: the replied-to task's).")
+@click.option("--timeout", type=float, metavar="S", help="Kill the run after S seconds (default: the task's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new task as JSON.")
+@pass_app
+def reply(
+    app: AppContext, task_id: str, message: tuple[str, ...], priority: int | None, timeout: float | None, as_json: bool
+) -> None:
+    """Continue an agent run's session with MESSAGE: a new task on its machine and branch.
+
+    For a done, failed or needs_human agent_run whose agent can resume a session (resume_args in
+    config/agents.yaml). Prints the new task's id.
+    """
+    fleet, snap, beats = _look(app)
+    t = replies.reply(fleet, snap, task_id, " ".join(message), beats, priority=priority, timeout=timeout)
+    if as_json:
+        output.emit_json(t.to_json())
+    else:
+        output.info(t.id)
+
+
+commands = [review, diff, accept, reject, reply]

@@ -1,4 +1,4 @@
-"""The worker side: `work`, `reap`, `logs`."""
+"""The worker side: `work`, `reap`, `logs` (fleetq/fleet/logs.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import click
 from fleetq.cli import output
 from fleetq.cli.context import AppContext, pass_app
 from fleetq.core import reaper
-from fleetq.errors import NotFound, UsageError
+from fleetq.core.states import DONE
+from fleetq.errors import Reported, UsageError
+from fleetq.fleet import logs as tasklogs
 from fleetq.worker.daemon import Worker
 
 
@@ -86,26 +88,49 @@ def reap(app: AppContext, lease: float | None, force: bool, as_json: bool) -> No
 
 @click.command()
 @click.argument("task_id")
-@click.option("--tail", "-n", type=int, default=0, help="Only the last N lines.")
+@click.option("--tail", "-n", type=click.IntRange(0), default=0, help="Only the last N lines.")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Stream a running task's output until it ends (exit 1 if it did not succeed)."
+)
+@click.option("--full", is_flag=True, help="From another machine: fetch the full log from the worker over SSH.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (id, state, machine, source, lines).")
 @pass_app
-def logs(app: AppContext, task_id: str, tail: int) -> None:
-    """The full log of a task's runs on this machine."""
+def logs(app: AppContext, task_id: str, tail: int, follow: bool, full: bool, as_json: bool) -> None:
+    """A task's output: the full log here, live output or the result's tails from any other clone."""
+    if follow and (as_json or full):
+        raise UsageError("--follow streams text; use --json or --full without --follow")
     fleet = app.fleet()
-    snap = fleet.snapshot(tolerate_offline=True)
-    t = snap.get(task_id)
-    path = fleet.state_dir / "logs" / f"{t.id}.log"
-    if not path.exists():
-        where = t.result.get("machine") or t.claim.get("machine")
-        hint = (
-            f"; it ran on {where}: `fleetq --machine {where} logs {t.id}` there"
-            if where and where != fleet.machine
-            else ""
-        )
-        raise NotFound(f"no log of {t.id} on {fleet.machine}{hint}")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if tail:
-        text = "\n".join(text.splitlines()[-tail:]) + "\n"
-    output.info(text, nl=False)
+    if not follow:
+        view = tasklogs.show(fleet, task_id, tail=tail, full=full)
+        if as_json:
+            output.emit_json(view.to_json())
+            return
+        _print_view(view)
+        return
+
+    def on_lines(lines: list[str]) -> None:
+        for line in lines:
+            output.info(line)
+        output.flush()
+
+    view = tasklogs.follow(fleet, task_id, on_lines, tail=tail)
+    _print_view(view, ended=True)
+    if view.state != DONE:  # like `fleetq wait`: a run that did not succeed (or went back to pending) is exit 1
+        raise Reported(1)
+
+
+def _print_view(view: tasklogs.LogView, *, ended: bool = False) -> None:
+    """Log lines on stdout; where they come from and how the run ended on stderr (a pipe gets the log only)."""
+    for line in view.lines:
+        output.info(line)
+    if view.stderr:
+        output.info("--- stderr ---")
+        for line in view.stderr:
+            output.info(line)
+    if view.note and view.source != tasklogs.LOCAL:
+        output.note(view.note)
+    if view.summary and (ended or view.source != tasklogs.LOCAL):  # a local log's own footer says how it ended
+        output.note(f"{view.id}: {view.summary}")
 
 
 commands = [work, reap, logs]

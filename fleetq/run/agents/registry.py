@@ -31,6 +31,10 @@ Spec keys, documented for users in config/agents.yaml:
                      minutes", "37.5s"), ``at`` (a time of day or a date and time; optionally ``tz``) or
                      ``daily`` (the next midnight Pacific, when Google's daily quotas reset)
 ``base_url``, ``base_url_env``, ``api_key_env``   http: endpoint, env var overriding it, env var with the key
+``resume_args``      cli: argv that resumes the session ``{session}`` (``fleetq reply``), put where an argv
+                     element ``{resume_args}`` stands (else just before the first ``--``, else at the end)
+``resume_argv``      cli: a whole argv for a resumed run instead (``{session}`` and the argv placeholders);
+                     an agent with neither cannot be replied to
 """
 
 from __future__ import annotations
@@ -66,10 +70,13 @@ BUILTIN_AGENTS: Registry = {
             "--output-format",
             "json",
             "{model_args}",
+            "{resume_args}",
             "--",
             "{prompt}",
         ],
         "model_args": ["--model", "{model}"],
+        # claude-code 2.1.332: -p --resume <session-id> continues that conversation (same session id)
+        "resume_args": ["--resume", "{session}"],
         "output": "claude-json",
         # offline, ~0.3 s: exit 1 when neither a key nor a login is configured (it does not try the key)
         "check": ["claude", "auth", "status"],
@@ -102,6 +109,9 @@ BUILTIN_AGENTS: Registry = {
         # and isolated runs get a fresh worktree each time; --prompt=: a prompt may start with '-'
         "argv": ["gemini", "--skip-trust", "--yolo", "--output-format", "json", "--prompt={prompt}"],
         "model_args": ["-m", "{model}"],
+        # gemini-cli 0.61: --resume takes "latest", an index or a session UUID, looked up among the
+        # sessions of the project at the cwd (a reply runs in the chain's first worktree path)
+        "resume_args": ["--resume={session}"],
         "output": "gemini-json",
         # gemini-cli 0.61 bundle: validateNonInteractiveAuth, FatalAuthenticationError, trustedFolders
         "needs_human_patterns": [
@@ -143,10 +153,13 @@ BUILTIN_AGENTS: Registry = {
             "--output-last-message",
             "{output_file}",
             "{model_args}",
+            "{resume_args}",
             "--",
             "{prompt}",
         ],
         "model_args": ["-m", "{model}"],
+        # codex 0.171: `codex exec [exec options] resume SESSION_ID [PROMPT]`; exec's options go before it
+        "resume_args": ["resume", "{session}"],
         "output": "codex-json",
         # codex-rs: protocol/src/error.rs, codex-api/src/api_bridge.rs, core/src/responses_retry.rs (0.171)
         "needs_human_patterns": [
@@ -237,7 +250,15 @@ def _shape_problem(spec: Spec) -> str | None:
     spec.setdefault("output", "openai-chat" if kind == "http" else "text")
     if spec["output"] not in OUTPUTS:
         return f"output must be one of {', '.join(OUTPUTS)}, not {spec['output']!r}"
-    for key in ("argv", "model_args", "check", "usage_limit_patterns", "usage_limit_reset"):
+    for key in (
+        "argv",
+        "model_args",
+        "resume_args",
+        "resume_argv",
+        "check",
+        "usage_limit_patterns",
+        "usage_limit_reset",
+    ):
         if not _str_list(spec, key):
             return f"{key} must be a list of strings"
     if not isinstance(spec.get("check_hint", ""), str):
@@ -257,6 +278,9 @@ def _content_problem(spec: Spec) -> str | None:
         return "base_url (or base_url_env) is required for an http agent"
     if http and not spec.get("default_model"):
         return "default_model is required for an http agent"
+    resume = [*(spec.get("resume_args") or []), *(spec.get("resume_argv") or [])]
+    if resume and (http or not any("{session}" in a for a in resume)):
+        return "resume_args/resume_argv are for cli agents and need a '{session}' element"
     for pattern in spec.get("usage_limit_patterns") or []:
         try:
             re.compile(pattern)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetq.handlerapi import DONE, FAILED, NEEDS_HUMAN, HandlerResult, Stop, from_proc, last_line, resolve_dir
-from fleetq.run.agents.argv import build_argv, fill, placeholder_values
+from fleetq.run.agents.argv import build_argv, can_resume, fill, placeholder_values
 from fleetq.run.agents.diagnose import diagnose
 from fleetq.run.agents.registry import Registry, Spec, default_agent, why_missing
 from fleetq.run.agents.replies import Reply, codex_session_model, json_doc, parse_output
@@ -37,13 +37,15 @@ def run_agent(
     cancel: threading.Event | None = None,
     reply_limit: int | None = REPLY_LIMIT,
     echo: bool = False,
+    session: str | None = None,
 ) -> HandlerResult:
     """Run one agent on one prompt in ``cwd`` (``~`` expanded; None -> HOME) and read its reply.
 
     Not installed, unknown, or a missing cwd -> needs_human; a non-zero exit or an
     error the agent reports -> failed (tails kept). ``extra`` carries ``reply``,
     ``agent`` and whatever usage the agent reports (cost_usd, tokens, session_id, model).
-    ``echo`` copies the agent's output to this terminal as it comes (``fleetq run``).
+    ``echo`` copies the agent's output to this terminal as it comes (``fleetq run``). ``session``
+    resumes that session of the agent (its ``resume_args``/``resume_argv``; ``fleetq reply``).
     """
     try:
         name = name or default_agent(agents, env)
@@ -52,6 +54,8 @@ def run_agent(
         spec = agents.get(name)
         if spec is None:
             raise Stop(f"unknown agent '{name}' (config/agents.yaml has: {', '.join(agents) or 'none'})")
+        if session and not can_resume(spec):
+            raise Stop(f"agent '{name}' cannot resume a session (no resume_args in config/agents.yaml)")
         wd = resolve_dir(cwd, env)
     except Stop as stop:
         return stop.result()
@@ -71,6 +75,7 @@ def run_agent(
         log_path=log_path,
         cancel=cancel,
         echo=echo,
+        session=session,
     )
     res, reply = _run_http(job) if spec["kind"] == "http" else _run_cli(job)
     if job.model:
@@ -95,14 +100,15 @@ class _Job:
     log_path: Path
     cancel: threading.Event | None
     echo: bool
+    session: str | None = None  # resume this session (fleetq reply)
 
 
 def _run_cli(job: _Job) -> tuple[HandlerResult, Reply]:
     spec = job.spec
     with tempfile.TemporaryDirectory(prefix="fleetq-agent-") as tmp:
         out_file = Path(tmp) / "last-message.txt"
-        argv = build_argv(spec, job.prompt, model=job.model, output_file=out_file, cwd=job.cwd)
-        values = placeholder_values(job.prompt, job.model, out_file, job.cwd)
+        argv = build_argv(spec, job.prompt, model=job.model, output_file=out_file, cwd=job.cwd, session=job.session)
+        values = placeholder_values(job.prompt, job.model, out_file, job.cwd, job.session)
         stdin = fill(spec["stdin"], values) if spec.get("stdin") else None
         proc = run_command(
             argv,

@@ -187,8 +187,15 @@ def _router_answer(body: Any) -> dict[str, Any]:
 
 
 def _edit_done(body: Any) -> bool:
-    """Whether a write_file call was already answered in this conversation."""
-    for c in (body or {}).get("contents") or []:
+    """Whether a write_file call was already answered in this turn (since the last user text: a resumed
+    session carries earlier turns' answers)."""
+    contents = [c for c in (body or {}).get("contents") or [] if isinstance(c, dict)]
+    texts = [
+        i
+        for i, c in enumerate(contents)
+        if c.get("role") == "user" and any("text" in p and "functionResponse" not in p for p in c.get("parts") or [])
+    ]
+    for c in contents[texts[-1] if texts else 0 :]:
         for p in c.get("parts") or []:
             if (p.get("functionResponse") or {}).get("name") == "write_file":
                 return True

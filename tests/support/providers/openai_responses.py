@@ -221,10 +221,13 @@ def _tool_names(body: dict[str, Any]) -> set[str]:
 
 
 def _tool_outputs(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool outputs since the last user message (a resumed session carries earlier turns' ones)."""
+    items = [it for it in body.get("input") or [] if isinstance(it, dict)]
+    users = [i for i, it in enumerate(items) if it.get("role") == "user"]
     return [
         it
-        for it in body.get("input") or []
-        if isinstance(it, dict) and it.get("type") in ("function_call_output", "custom_tool_call_output")
+        for it in items[users[-1] if users else 0 :]
+        if it.get("type") in ("function_call_output", "custom_tool_call_output")
     ]
 
 
