@@ -134,11 +134,12 @@ class ObjectReader:
             else:
                 yield p, e.sha
 
-    def odd_below(self, tree: str, prefix: str = "") -> Iterator[tuple[str, str]]:
-        """(printable path, why) for every unusable entry below ``tree``, read without noticing."""
+    def odd_below(self, tree: str, prefix: str = "", skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
+        """(printable path, why) for every unusable entry below ``tree``, read without noticing; the trees
+        in ``skip`` (done shards already checked) are not read."""
         for e in self.raw_entries(tree):
             p = f"{prefix}{e.name}"
             if e.odd:
                 yield shown(p), e.odd
-            elif e.is_tree:
-                yield from self.odd_below(e.sha, p + "/")
+            elif e.is_tree and e.sha not in skip:
+                yield from self.odd_below(e.sha, p + "/", skip)

@@ -181,9 +181,10 @@ def odd_entry(path: str, why: str) -> Finding:
     return Finding(path, f"{path}: {why}", "odd_entry")
 
 
-def odd_entries(repo: GitRepo, tree: str | None) -> list[Finding]:
-    """``odd_entry`` of every such entry below ``tree`` (fsck, validate: the readers skip them)."""
-    return [odd_entry(p, why) for p, why in repo.odd_below(tree)] if tree else []
+def odd_entries(repo: GitRepo, tree: str | None, skip: frozenset[str] = frozenset()) -> list[Finding]:
+    """``odd_entry`` of every such entry below ``tree`` but in the trees ``skip`` (fsck, validate: the
+    readers skip them)."""
+    return [odd_entry(p, why) for p, why in repo.odd_below(tree, skip=skip)] if tree else []
 
 
 def places(paths: Iterable[str], into: dict[str, list[str]] | None = None) -> dict[str, list[str]]:

@@ -86,8 +86,9 @@ def survey(
 
     ``beats`` are the heartbeat states (default: the repo's heartbeat refs); with ``archived``,
     dependencies met by archived tasks are findings too (fsck offers to drop them). Without
-    ``done``, done shards not in the cache count by their file names only (`queue`: reading
-    100,000 finished tasks is `validate`'s and `fsck`'s job, not every listing's)."""
+    ``done``, no done shard is read at all: only what the cache holds of them counts (`queue`:
+    reading 100,000 finished tasks, even their names, is `validate`'s and `fsck`'s job, not every
+    listing's; an id both done and pending is still no claim: ``claim_plan`` skips it)."""
     tree = repo.tree_of(commit) if commit else None
     files, shards = _layout(repo, tree)
     files_in: dict[str, str | bytes] = dict(files)
@@ -106,9 +107,13 @@ def survey(
         else:
             files_in[path] = raw
     found = [_unpack(x) for sha in cached.values() for x in stored[sha]]
-    found += checks.odd_entries(repo, tree)  # gitlinks and unreadable names anywhere: the readers skip them
+    # gitlinks and unreadable names anywhere (the readers skip them); a checked shard's are in its findings
+    for f in checks.odd_entries(repo, tree, skip=frozenset(cached.values())):
+        found.append(f)
+        if _shard(f.path) in fresh:
+            fresh[str(_shard(f.path))].append(f)
     where = checks.places(files_in)
-    for day, sha in cached.items():  # their ids, from the file names alone (the findings name the bad ones)
+    for day, sha in cached.items() if done else ():  # their ids, from the file names (findings name the bad)
         for e in repo.entries(sha):
             if not e.is_tree and e.name.endswith(".yaml") and not e.name.startswith("."):
                 where[e.name[: -len(".yaml")]].append(f"{day}/{e.name}")
@@ -134,7 +139,7 @@ def survey(
     ctx = Context(repo, commit, read=read, exists=where.__contains__, beats=beats)
     for t in tasks:
         found += ctx.findings(t, archived=archived)
-    checked = len(files_in) + sum(len(repo.entries(sha)) for sha in cached.values())
+    checked = len(files_in) + (sum(len(repo.entries(sha)) for sha in cached.values()) if done else 0)
     return Survey(sorted(found, key=lambda f: (f.path, f.kind, f.reason)), tasks, checked)
 
 

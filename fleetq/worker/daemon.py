@@ -93,7 +93,9 @@ class Worker(WorkerState):
         self.lease = Lease(self)
         self.live = LiveOutput(self)  # running tasks' recent output on refs/fleetq/live/<machine>
         self.runner = Runner(self)
-        self.delegates = not once  # takes claims made for it, advertises results and free slots
+        # takes claims made for it, advertises results and free slots: a worker that stays (a --once or
+        # --burst worker may be gone before a claim made for it lands, which would then wait for a reap)
+        self.delegates = not (once or burst)
         self.fold = Fold(self, self.lease, self.runner, self.heads, once=once)
         self.intake = Intake(self)
         self.archiver = AutoArchive()

@@ -29,6 +29,9 @@ log = logging.getLogger("fleetq.worker.headcache")
 SIGHTINGS = "sightings.yaml"
 
 
+FOLLOW_EVERY = 2.0  # seconds between checkout moves of a busy worker
+
+
 class HeadCache:
     """The worker's view of the remote head; it keeps the worker's ``cfg``, ``agents`` and ``installed``."""
 
@@ -40,6 +43,7 @@ class HeadCache:
         self.last_reap = 0.0
         self.beats: dict[str, Beat] = {}  # the heartbeats as of the last reap pass (read once, used twice)
         self._tree: tuple[str, ...] | None = None
+        self._followed_at = -FOLLOW_EVERY  # clock.mono() of the last checkout move
 
     def sync(self, *, force: bool) -> str | None:
         """The remote head: fetched when it moved (a cheap ls-remote decides) or when we will push anyway."""
@@ -50,18 +54,28 @@ class HeadCache:
             remote = repo.ls_remote_head()
             if remote == local and local is not None:
                 self.worker.fetched_ok_at = clock.mono()
-                with fleet.lock:  # another fetch (the heartbeat read's) may have moved the tracking ref
-                    fleet.follow()  # free while the checkout is there already
+                self._follow()  # another fetch (the heartbeat read's) may have moved the tracking ref
                 return local
         with fleet.lock:
             head = repo.fetch()
-            fleet.follow()  # a clean checkout keeps up with the queue
+        self._follow()  # a clean checkout keeps up with the queue
         self.worker.fetched_ok_at = clock.mono()  # the lease counts only while the head can be read (lease.py)
         if repo.forced_update:
             why = rewritten(repo)
             if why:
                 log.error("%s", why)
         return head
+
+    def _follow(self) -> None:
+        """Move a clean checkout to the tracking ref, at most every FOLLOW_EVERY seconds: on a busy
+        worker each move is four git processes, and the files it rewrites wake the dropped-file watch;
+        the way out (daemon._refresh_checkout) catches up in the end."""
+        now = clock.mono()
+        if now - self._followed_at < FOLLOW_EVERY:
+            return
+        self._followed_at = now
+        with self.worker.fleet.lock:
+            self.worker.fleet.follow()
 
     def refresh(self, snap: Snapshot) -> FleetConfig:
         """Config, agents and custom handlers as committed at the head (cached by their trees' shas)."""

@@ -7,7 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirModifiedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
@@ -43,6 +52,12 @@ class _Wake(FileSystemEventHandler):
         self.wake.set()
 
 
+# What a ref update or a dropped file does. Not opens and reads: every git that reads the remote (each
+# worker's ls-remote and fetch) opens HEAD, config and refs/heads/main, thousands of events a second in a
+# busy fleet, each handled in Python; with this filter the kernel never queues them (inotify's mask).
+CHANGES = [FileCreatedEvent, FileMovedEvent, FileModifiedEvent, FileDeletedEvent, FileClosedEvent, DirModifiedEvent]
+
+
 def start_watch(fleet: Fleet, wake: threading.Event, on_dropped: Callable[[], None]) -> BaseObserver:
     """Set ``wake`` when the local remote's refs move, or (calling ``on_dropped`` first) a YAML file is dropped."""
     obs = Observer()
@@ -50,10 +65,10 @@ def start_watch(fleet: Fleet, wake: threading.Event, on_dropped: Callable[[], No
     if remote is not None:
         for sub in (remote / "refs" / "heads", remote):
             if sub.is_dir():
-                obs.schedule(_Wake(wake), str(sub), recursive=False)
+                obs.schedule(_Wake(wake), str(sub), recursive=False, event_filter=CHANGES)
     pending = fleet.root / "queue" / "pending"
     if pending.is_dir():
-        obs.schedule(_Wake(wake, on_dropped), str(pending), recursive=False)
+        obs.schedule(_Wake(wake, on_dropped), str(pending), recursive=False, event_filter=CHANGES)
     obs.daemon = True
     obs.start()
     return obs
