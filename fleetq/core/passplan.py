@@ -87,7 +87,11 @@ def pass_plan(
         fold, folded = delegation.fold_plan(snap, others, now, touched)
         p.add(fold)
     if free and known is not None:  # claims delegated to us since the pass began fill our slots first
-        waiting = {t.id for t in delegation.claims_of(snap, machine)} - known - set(orphans) - set(handbacks)
+        # only claims made for us by others: one of our own that ran and ended since the pass began is
+        # in neither ``known`` nor a claim of someone else's making (counting it once let a pass claim
+        # nothing while tasks were pending, and a --burst worker then exited with them unclaimed)
+        made = [t for t in delegation.claims_of(snap, machine) if t.claim.get("by") not in (None, machine)]
+        waiting = {t.id for t in made} - known - set(orphans) - set(handbacks)
         waiting -= set(declined or {})
         free = max(0, free - len(waiting))
     if free:

@@ -11,7 +11,11 @@ from pathlib import Path
 from fleetq import yamlio
 from fleetq.core import transitions
 from fleetq.core.cas import Plan, transact
+from fleetq.core.config import MachineSpec
+from fleetq.core.matching import Seat
+from fleetq.core.passplan import pass_plan
 from fleetq.core.states import DONE
+from fleetq.core.task import now_utc
 from fleetq.git.reader import ObjectReader
 from fleetq.layout import TRACKING
 from fleetq.trust import survey as surveying
@@ -102,3 +106,19 @@ def test_queue_reads_no_done_shard(fleets: Fleets, monkeypatch) -> None:  # noqa
     found = surveying.survey(fleet.repo, head, done=False, cache=Path(fleet.state_dir) / "checked-shards.json")
     assert shard.sha not in read, "queue read the done shard"
     assert found.tasks == [], found.tasks  # nothing open; the done ones were not read either
+
+
+def test_an_own_claim_that_ended_during_the_pass_takes_no_slot(fleets: Fleets) -> None:
+    """A run that ends while a pass is planned is in neither the running set nor the pass's results;
+    only claims others made for us may take our slots, or the pass claims nothing with tasks pending
+    (and a --burst worker takes that for idle and exits: seen as a flaky test_bad_input)."""
+    fleet = fleets.first
+    transitions.create(fleet, tasks(3, "p"))
+    seat = Seat(MachineSpec("alpha", capabilities=["run_script"]))
+    kw = dict(machine="alpha", results=[], handbacks={}, orphans={}, seat=seat, grace=0.0, shutdown=False)
+    first = pass_plan(fleet.snapshot(), **kw, free=1, problems=[], now=now_utc(), known=set())
+    transact(fleet, lambda snap: pass_plan(snap, **kw, free=1, problems=[], now=now_utc(), known=set()))
+    assert len(first.value) == 1
+    ended = first.value[0].id  # ours, claimed by us, its run just ended: unknown to this pass
+    again = pass_plan(fleet.snapshot(), **kw, free=2, problems=[], now=now_utc(), known=set())
+    assert len(again.value) == 2 and ended not in {t.id for t in again.value}
