@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,10 +142,11 @@ def delegate_plan(
     """Claims for idle live machines: up to ``slots − claimed by it at this head + folded now`` each,
     chosen by that machine's own seat (its capabilities, agents, target/prefer rules)."""
     p = Plan(value=[])
+    held = Counter(t.claim.get("machine") for t in snap.tasks([CLAIMED]))  # one pass over claimed/, not one a machine
     for a in adverts:
         if a.seat is None:
             continue
-        free = a.slots - len(claims_of(snap, a.machine)) + folded.get(a.machine, 0)
+        free = a.slots - held[a.machine] + folded.get(a.machine, 0)
         if free <= 0:
             continue
         c = transitions.claim_plan(
@@ -152,8 +154,7 @@ def delegate_plan(
         )
         if c is None:
             continue
-        p.changes.update(c.changes)
-        p.trailers += c.trailers
+        p.add(c)
         for t in c.value:
             skip.add(t.id)
             p.trailers.append(("Fleetq-Delegated", f"{t.id} {a.machine} {t.claim.get('attempt')}"))

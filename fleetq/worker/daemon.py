@@ -251,7 +251,8 @@ class Worker(WorkerState):
         fleet = self.fleet
         results = self.journal.pending()
         free = 0 if (self.stopping or not claim) else max(0, int(self.setting("slots")) - len(self.running))
-        head = self.heads.sync(force=bool(results) or free > 0 and self._busy_recently)
+        peers = self.delegates and bool(self.fold.peers())  # their beats come with main: one fetch, not two
+        head = self.heads.sync(force=bool(results) or free > 0 and self._busy_recently, machines=peers)
         snap = Snapshot(fleet.repo, head)
         cfg = self.heads.refresh(snap)
         self._report_problems([Problem(SETTINGS, why) for why in cfg.problems], "config problem (using defaults)")

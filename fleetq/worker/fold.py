@@ -140,7 +140,9 @@ class Fold:
         """Fresh adverts of the other machines for this pass's push (their refs fetched with main)."""
         if not self.peers():
             return None
-        self.heads.beats = self.heads.observer.read(fetch=True)  # fetches main too: the plan sees the newest
+        # with main, in this pass's sync when it fetched, else now: the plan sees the newest head and beats
+        self.heads.beats = self.heads.observer.read(fetch=not self.heads.beats_fetched)
+        self.heads.beats_fetched = False
         return self.adverts(self.heads.beats, seat)
 
     def due_in(self) -> float:

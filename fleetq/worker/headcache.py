@@ -44,11 +44,14 @@ class HeadCache:
         self.beats: dict[str, Beat] = {}  # the heartbeats as of the last reap pass (read once, used twice)
         self._tree: tuple[str, ...] | None = None
         self._followed_at = -FOLLOW_EVERY  # clock.mono() of the last checkout move
+        self.beats_fetched = False  # the last sync fetched the heartbeat refs with main
 
-    def sync(self, *, force: bool) -> str | None:
-        """The remote head: fetched when it moved (a cheap ls-remote decides) or when we will push anyway."""
+    def sync(self, *, force: bool, machines: bool = False) -> str | None:
+        """The remote head: fetched when it moved (a cheap ls-remote decides) or when we will push anyway;
+        with ``machines`` the heartbeat refs come in the same fetch (``beats_fetched``: the fold reads them)."""
         fleet = self.worker.fleet
         repo = fleet.repo
+        self.beats_fetched = False
         local = repo.rev(TRACKING)
         if not force:
             remote = repo.ls_remote_head()
@@ -57,7 +60,8 @@ class HeadCache:
                 self._follow()  # another fetch (the heartbeat read's) may have moved the tracking ref
                 return local
         with fleet.lock:
-            head = repo.fetch()
+            head = repo.fetch(machines=machines)
+        self.beats_fetched = machines
         self._follow()  # a clean checkout keeps up with the queue
         self.worker.fetched_ok_at = clock.mono()  # the lease counts only while the head can be read (lease.py)
         if repo.forced_update:
