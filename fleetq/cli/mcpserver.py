@@ -10,7 +10,6 @@ to JSON-RPC: nothing here prints.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +22,6 @@ from fleetq.errors import FleetqError
 def fleetq_argv() -> list[str]:
     """How to run this very fleetq: its interpreter with ``-m fleetq`` (works from a venv, a checkout, an install)."""
     return [sys.executable, "-m", "fleetq"]
-
-
-def error_line(stderr: str, code: int, command: str) -> str:
-    """The one line the CLI printed for its failure (its last stderr line), or one that says how it ended."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    return lines[-1] if lines else f"fleetq {command} exited {code}"
 
 
 def outcome(command: str, code: int, stdout: str, stderr: str) -> tuple[bool, str, Any, list[str]]:
@@ -45,8 +38,8 @@ def outcome(command: str, code: int, stdout: str, stderr: str) -> tuple[bool, st
         except ValueError:
             doc = None
     said = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    if doc is None and code != 0:
-        return True, error_line(stderr, code, command), None, []
+    if doc is None and code != 0:  # the one line the CLI printed for its failure, or how it ended
+        return True, said[-1] if said else f"fleetq {command} exited {code}", None, []
     if doc is None:
         return True, f"fleetq {command} printed no JSON" + (f": {said[-1]}" if said else ""), None, []
     return False, text, doc, said
@@ -74,9 +67,8 @@ class Runner:
         except FleetqError as e:
             return True, f"fleetq: {e}", None, []
         limit = mcptools.call_limit(spec, arguments)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with anyio.move_on_after(limit) as scope:
-            proc = await anyio.run_process(cmd, stdin=subprocess.DEVNULL, check=False, env=env, start_new_session=True)
+            proc = await anyio.run_process(cmd, stdin=subprocess.DEVNULL, check=False, start_new_session=True)
         if scope.cancelled_caught:
             return True, f"fleetq {spec.command} did not answer within {limit:g}s (stopped)", None, []
         out = proc.stdout.decode("utf-8", errors="replace")
@@ -110,7 +102,6 @@ def build(runner: Runner) -> Any:
         )
         for t in mcptools.TOOLS
     ]
-    schemas = {t.name: t.input_schema() for t in mcptools.TOOLS}
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tools)
@@ -130,7 +121,6 @@ def build(runner: Runner) -> Any:
         "fleetq",
         version=ours,
         instructions=mcptools.INSTRUCTIONS,
-        get_tool_input_schema=schemas.get,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )

@@ -52,13 +52,16 @@ class Param:
 
 @dataclass(frozen=True)
 class ToolSpec:
-    name: str
-    command: str  # the fleetq command it runs
+    name: str  # the tool's name, which is also the fleetq command it runs
     description: str
     params: tuple[Param, ...] = ()
     read_only: bool = True
     destructive: bool = False
     fixed: tuple[str, ...] = field(default=())  # options always passed (before --json)
+
+    @property
+    def command(self) -> str:
+        return self.name
 
     def input_schema(self) -> dict[str, Any]:
         return {
@@ -79,7 +82,6 @@ NOTES = _p("notes", "Why: kept with the decision on the task.")
 
 TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
-        "assign",
         "assign",
         "Queue a task on the user's fleet of machines: an agent run (a prompt for claude, gemini, codex...), "
         "a script or a test run. Use it to send work to another machine instead of doing it here: "
@@ -116,7 +118,6 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "parallel",
-        "parallel",
         "Run one command on several machines at once, one task pinned to each: 'run the tests on all machines', "
         "'build on every platform'. Returns the task ids; then call wait with them to collect every result.",
         (
@@ -132,7 +133,6 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "queue",
-        "queue",
         "List the fleet's tasks, newest first, with state, machine and agent; a pending task says why it "
         "waits. Use it to see what is queued, running or finished across all machines.",
         (
@@ -143,13 +143,11 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "show",
-        "show",
         "One task in full: state, machine, attempts, result (exit code, error, output tails, reply, cost, "
         "branch), and for a pending task why each machine does not take it.",
         (TASK_ID,),
     ),
     ToolSpec(
-        "wait",
         "wait",
         "Block until the given tasks are done, failed or need a human, or until timeout seconds pass "
         f"(default {WAIT_DEFAULT:g}, at most {WAIT_MAX:g}); returns each task's state and machine, whether it "
@@ -167,7 +165,6 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "logs",
-        "logs",
         "The output of a task's run: live while it runs on any machine, then the final log. Use it to "
         "see what an agent or script on another machine is doing or why it failed.",
         (
@@ -178,17 +175,14 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "status",
-        "status",
         "Each machine of the fleet: online or offline, its running tasks, done/failed counts, agents, cost. "
         "Use it for 'which machines are there', 'what is running where', before pinning a task to a machine.",
     ),
     ToolSpec(
         "monitor",
-        "monitor",
         "What runs where right now: per machine, each running task, its agent, elapsed time and cost so far.",
     ),
     ToolSpec(
-        "pick",
         "pick",
         "Rank the machines that could run a task, best first (capabilities and agents filter, CPU/memory/load "
         "score ranks): answers 'which host should run this', 'the least loaded machine'. Queues nothing.",
@@ -201,18 +195,15 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "review",
-        "review",
         "What waits for the user: needs_human tasks, and agent runs whose branch awaits accept or reject.",
     ),
     ToolSpec(
-        "diff",
         "diff",
         "The changes an isolated agent run made on its branch (fleetq/<id>): the patch, or a diffstat. "
         "Use it before accept or reject.",
         (TASK_ID, _p("stat", "A diffstat summary instead of the patch.", kind=FLAG, vtype=bool), REPO),
     ),
     ToolSpec(
-        "accept",
         "accept",
         "Merge an agent run's branch into the branch it started from (fast-forward unless merge) and record "
         "the decision. Only when the user wants the change.",
@@ -234,14 +225,12 @@ TOOLS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "reject",
-        "reject",
         "Delete an agent run's branch and record the decision. Only when the user does not want the change.",
         (TASK_ID, REPO, NOTES),
         read_only=False,
         destructive=True,
     ),
     ToolSpec(
-        "reply",
         "reply",
         "Answer an agent that finished, failed or asked a question: queues a continuation on the machine "
         "that ran it, resuming the same conversation with the message as the next turn, on the same branch.",
@@ -254,7 +243,6 @@ TOOLS: tuple[ToolSpec, ...] = (
         read_only=False,
     ),
     ToolSpec(
-        "cancel",
         "cancel",
         "Cancel pending or running tasks (a running one is killed by its worker).",
         (
