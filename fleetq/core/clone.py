@@ -107,14 +107,17 @@ class Fleet:
     def open(cls, fleet: str | Path | None = None, machine: str | None = None) -> Fleet:
         return cls(locate(fleet), machine)
 
-    def snapshot(self, *, fetch: bool = True, tolerate_offline: bool = False) -> Snapshot:
+    def snapshot(
+        self, *, fetch: bool = True, tolerate_offline: bool = False, machines: bool = False, live: bool = False
+    ) -> Snapshot:
         """The queue as of the remote's head (fetched; a clean checkout follows it), or of the last fetch
-        when offline is tolerated (a remote that timed out is not offline: the caller hears it)."""
+        when offline is tolerated (a remote that timed out is not offline: the caller hears it).
+        ``machines``/``live``: the heartbeat and live output refs come in the same fetch."""
         head: str | None
         if fetch:
             try:
                 with self.lock:
-                    head = self.repo.fetch()
+                    head = self.repo.fetch(machines=machines, live=live)
                     self.follow()
             except RemoteError:  # a RemoteTimeout is no RemoteError: never tolerated (git/netcall.py)
                 if not tolerate_offline:

@@ -22,9 +22,10 @@ from fleetq.core.clone import Fleet
 from fleetq.core.snapshot import Snapshot
 from fleetq.core.states import valid_id
 from fleetq.core.task import Task
-from fleetq.errors import FleetqError, RemoteError
+from fleetq.errors import FleetqError
+from fleetq.git.objects import Entry
 from fleetq.git.repo import GitRepo
-from fleetq.layout import LIVE_REFS, TRACKING
+from fleetq.layout import LIVE_REFS
 
 MAX_BYTES = 4096  # of one task's output shown live
 MAX_LINES = 40
@@ -64,12 +65,14 @@ class LiveEntry:
         d.pop("machine")
         return d
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def ref_of(machine: str) -> str:
     return f"{LIVE_REFS}/{machine}"
+
+
+def header(task_id: str, attempt: int | None) -> bytes:
+    """How an attempt's section of a task's log starts (worker/runner.py writes it, then the machine and time)."""
+    return f"=== {task_id} attempt {attempt} on ".encode()
 
 
 def interval_of(value: Any) -> float:
@@ -133,6 +136,13 @@ def parse_entry(data: Any, task_id: str, machine: str) -> LiveEntry | None:
     )
 
 
+def _entry(repo: GitRepo, e: Entry | None, task_id: str, machine: str) -> LiveEntry | None:
+    """The typed entry in blob ``e`` (``<task_id>.yaml``), or None when it is missing, too big or no entry."""
+    if e is None or e.is_tree or repo.object_size(e.sha) > MAX_ENTRY:
+        return None
+    return parse_entry(yamlio.to_plain(yamlio.load_safe(repo.read_blob(e.sha), e.name)), task_id, machine)
+
+
 def read(repo: GitRepo, machine: str) -> dict[str, LiveEntry]:
     """The entries of ``machine``'s live ref as last fetched (empty when it has none or it is unreadable)."""
     sha = repo.rev(ref_of(machine))
@@ -140,13 +150,12 @@ def read(repo: GitRepo, machine: str) -> dict[str, LiveEntry]:
         return {}
     out: dict[str, LiveEntry] = {}
     try:
-        tree = repo.tree_of(sha)
-        for e in repo.entries(tree):
+        for e in repo.entries(repo.tree_of(sha)):
             tid = e.name.removesuffix(SUFFIX)
-            if e.is_tree or not e.name.endswith(SUFFIX) or not valid_id(tid) or repo.object_size(e.sha) > MAX_ENTRY:
+            if not e.name.endswith(SUFFIX) or not valid_id(tid):
                 continue
             try:
-                entry = parse_entry(yamlio.to_plain(yamlio.load_safe(repo.read_blob(e.sha), e.name)), tid, machine)
+                entry = _entry(repo, e, tid, machine)
             except FleetqError:
                 continue
             if entry is not None:
@@ -156,14 +165,21 @@ def read(repo: GitRepo, machine: str) -> dict[str, LiveEntry]:
     return out
 
 
-def for_task(repo: GitRepo, t: Task, machine: str | None = None) -> LiveEntry | None:
+def for_task(repo: GitRepo, t: Task) -> LiveEntry | None:
     """The live output of ``t``'s current run: only while it is claimed, by the machine and attempt the
-    queue names (an entry of an earlier attempt, or a stale ref, is no run of it)."""
+    queue names (an entry of an earlier attempt, or a stale ref, is no run of it). Reads only its own
+    entry: `wait` and `monitor` ask this for every running task on every look."""
     claim = t.claim
-    by = machine or claim.get("machine")
+    by = claim.get("machine")
     if t.state != "claimed" or not isinstance(by, str) or not valid_id(by):
         return None
-    entry = read(repo, by).get(t.id)
+    sha = repo.rev(ref_of(by))
+    if sha is None:
+        return None
+    try:
+        entry = _entry(repo, repo.lookup(repo.tree_of(sha), f"{t.id}{SUFFIX}"), t.id, by)
+    except FleetqError:
+        return None
     if entry is None or entry.attempt != claim.get("attempt"):
         return None
     return entry
@@ -171,13 +187,4 @@ def for_task(repo: GitRepo, t: Task, machine: str | None = None) -> LiveEntry | 
 
 def fetch_snapshot(fleet: Fleet, *, machines: bool = False, tolerate_offline: bool = False) -> Snapshot:
     """``Fleet.snapshot`` that fetches the live output refs (and, if asked, the heartbeats) in the same call."""
-    try:
-        with fleet.lock:
-            head = fleet.repo.fetch(machines=machines, live=True)
-            fleet.follow()
-    except RemoteError:
-        if not tolerate_offline:
-            raise
-        fleet.offline = True
-        head = fleet.repo.rev(TRACKING)
-    return Snapshot(fleet.repo, head)
+    return fleet.snapshot(tolerate_offline=tolerate_offline, machines=machines, live=True)

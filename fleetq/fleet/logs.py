@@ -58,16 +58,14 @@ def _attempt(t: Task) -> int | None:
     return a if isinstance(a, int) and not isinstance(a, bool) else None
 
 
-def ran_on(cfg: FleetConfig, t: Task) -> str | None:
+def ran_on(t: Task) -> str | None:
     """The machine of the task's latest attempt, as it names itself (the live ref and the heartbeat use it)."""
     by = t.claim.get("machine") if t.state == CLAIMED else t.result.get("machine") or t.claim.get("machine")
     return str(by) if isinstance(by, str) and by else None
 
 
 def is_here(fleet: Fleet, cfg: FleetConfig, machine: str) -> bool:
-    return machine == fleet.machine or (cfg.canonical(machine) or machine) == (
-        cfg.canonical(fleet.machine) or fleet.machine
-    )
+    return (cfg.canonical(machine) or machine) == (cfg.canonical(fleet.machine) or fleet.machine)
 
 
 def log_path(fleet: Fleet, task_id: str) -> Path:
@@ -124,7 +122,7 @@ def _cut(lines: list[str], tail: int) -> list[str]:
     return lines[-tail:] if tail > 0 else lines
 
 
-def read_local(fleet: Fleet, t: Task, machine: str) -> list[str]:
+def read_local(fleet: Fleet, t: Task) -> list[str]:
     path = log_path(fleet, t.id)
     if not path.exists():
         raise NotFound(f"no log of {t.id} on {fleet.machine}: it ran here, but {path} is gone")
@@ -157,15 +155,15 @@ def show(fleet: Fleet, task_id: str, *, tail: int = 0, full: bool = False) -> Lo
 
 def view_of(fleet: Fleet, snap: Snapshot, t: Task, *, tail: int = 0, full: bool = False) -> LogView:
     cfg = fleet.config(snap)
-    machine = ran_on(cfg, t)
+    machine = ran_on(t)
     base = LogView(t.id, t.state, machine, LOCAL, attempt=_attempt(t), summary=summary(t))
     if machine is None:
         if log_path(fleet, t.id).exists():  # a run here that never reported (or a log of an old run)
-            base.lines = _cut(read_local(fleet, t, fleet.machine), tail)
+            base.lines = _cut(read_local(fleet, t), tail)
             return base
         raise NotFound(f"no log of {t.id}: it has not run yet ({t.state})")
     if is_here(fleet, cfg, machine):
-        base.lines = _cut(read_local(fleet, t, machine), tail)
+        base.lines = _cut(read_local(fleet, t), tail)
         return base
     if full:
         base.source, base.lines = SSH, _cut(fetch_full(fleet, cfg, t, machine), tail)
@@ -188,9 +186,8 @@ def view_of(fleet: Fleet, snap: Snapshot, t: Task, *, tail: int = 0, full: bool 
     base.source = TAILS
     base.lines = _cut(_lines(str(t.result.get("stdout_tail") or "")), tail)
     base.stderr = _cut(_lines(str(t.result.get("stderr_tail") or "")), tail)
-    base.note = f"the tails its result keeps; {where_full(fleet, cfg, t, machine)}"
-    if not t.result:
-        base.note = f"{t.id} ran on {machine} and left no result ({t.state}); {where_full(fleet, cfg, t, machine)}"
+    kept = "the tails its result keeps" if t.result else f"{t.id} ran on {machine} and left no result ({t.state})"
+    base.note = f"{kept}; {where_full(fleet, cfg, t, machine)}"
     return base
 
 
@@ -246,7 +243,7 @@ class Follower:
         if t.state != CLAIMED:
             return []
         cfg = self.fleet.config(self.snap)
-        machine = ran_on(cfg, t) or ""
+        machine = ran_on(t) or ""
         out: list[str] = []
         attempt = _attempt(t)
         if attempt != self.attempt:
@@ -272,10 +269,11 @@ class Follower:
             with open(path, "rb") as f:
                 if self.pos is None:  # start at this attempt's header
                     data = f.read()
-                    at = data.rfind(f"=== {t.id} attempt {self.attempt} on ".encode())
-                    self.pos = max(0, at)
-                f.seek(self.pos)
-                data = f.read()
+                    self.pos = max(0, data.rfind(live.header(t.id, self.attempt)))
+                    data = data[self.pos :]
+                else:
+                    f.seek(self.pos)
+                    data = f.read()
         except OSError:
             return []
         self.pos += len(data)
@@ -287,7 +285,7 @@ class Follower:
         """What the ended run adds: the rest of the local log, or the result's tails after what was shown."""
         t = self.task
         cfg = self.fleet.config(self.snap)
-        machine = ran_on(cfg, t)
+        machine = ran_on(t)
         view = LogView(t.id, t.state, machine, TAILS, attempt=_attempt(t), summary=summary(t))
         if machine is not None and is_here(self.fleet, cfg, machine) and self.pos is not None:
             view.source = LOCAL

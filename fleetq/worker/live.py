@@ -49,9 +49,6 @@ class Track:
     version: int = 0  # bumped whenever the attempt's output grew
     published: int = -1  # ``version`` of the last publish that carried it
 
-    def header(self) -> bytes:
-        return f"=== {self.task_id} attempt {self.attempt} on ".encode()
-
     def read(self) -> None:
         """Take in what the log gained (a log cut back, as a full disk does, is read afresh)."""
         try:
@@ -79,7 +76,7 @@ class Track:
     def _take(self, chunk: bytes) -> None:
         if not self.found:
             self.tail += chunk
-            at = self.tail.rfind(self.header())
+            at = self.tail.rfind(fmt.header(self.task_id, self.attempt))
             end = self.tail.find(b"\n", at) if at >= 0 else -1
             if end < 0:
                 if len(self.tail) > 2 * FIND_WITHIN:  # the header is further back: count from here
