@@ -73,9 +73,8 @@ def links(snap: Snapshot, task: Task) -> dict[str, Any]:
     return out
 
 
-def link_pairs(snap: Snapshot, task: Task) -> list[tuple[str, object]]:
-    """``links`` as the key/value lines of ``show``."""
-    found = links(snap, task)
+def link_pairs(found: dict[str, Any]) -> list[tuple[str, object]]:
+    """What ``links`` found as the key/value lines of ``show`` and ``log``."""
     pairs: list[tuple[str, object]] = []
     if "reply_to" in found:
         pairs.append(("reply to", f"{found['reply_to']} (chain {found['chain_root']})"))

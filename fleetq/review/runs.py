@@ -150,9 +150,10 @@ def awaiting(snap: Snapshot, problems: list[Problem] | None = None) -> list[Task
     A task someone replied to is left out: its chain's newest link stands for it (one row per branch).
     ``REVIEW_DAYS`` of done shards are looked at (`fleetq diff ID` reaches any).
     """
+    human = snap.tasks([NEEDS_HUMAN], problems)
     finished = snap.tasks([FAILED], problems) + snap.recent_done(REVIEW_DAYS, problems)
-    answered = replied([*snap.tasks([PENDING, CLAIMED, NEEDS_HUMAN]), *finished])
-    waiting = newest_first([t for t in snap.tasks([NEEDS_HUMAN], problems) if t.id not in answered])
+    answered = replied([*snap.tasks([PENDING, CLAIMED]), *human, *finished])
+    waiting = newest_first([t for t in human if t.id not in answered])
     runs = [t for t in finished if t.result.get("branch") and not t.result.get("review") and t.id not in answered]
     return waiting + sorted(runs, key=lambda t: str(t.result.get("finished_at") or ""))
 

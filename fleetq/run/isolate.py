@@ -114,10 +114,6 @@ def plan(ctx: HandlerContext, cwd: Path) -> Isolation | None:
             if base_ref
             else f"{project.path} has no commits yet: nothing to branch from"
         )
-    if base_ref:
-        base_branch = base_ref if project.has_branch(base_ref) else None
-    else:
-        base_branch = project.head_branch()
     replying = bool(text_field(ctx.payload, "reply_to"))  # review/chains.py reads chain_root only then too
     root, start = (text_field(ctx.payload, "chain_root") if replying else None) or ctx.task_id, None
     if not valid_id(root):  # a path component of the worktree and a branch name
@@ -128,6 +124,10 @@ def plan(ctx: HandlerContext, cwd: Path) -> Isolation | None:
         if base is None:
             raise Stop(f"payload.chain_base '{chain_base}' is not a commit in {project.path}")
         base_branch = text_field(ctx.payload, "base_branch") or None
+    elif base_ref:
+        base_branch = base_ref if project.has_branch(base_ref) else None
+    else:
+        base_branch = project.head_branch()
     home = worktrees_home(ctx.fleet_dir)
     sub = PurePath(os.path.relpath(cwd.resolve(), project.path.resolve()))
     return Isolation(

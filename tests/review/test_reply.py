@@ -128,5 +128,9 @@ def test_resume_argv_of_each_builtin() -> None:
         {"agents": {"y": {"argv": ["y", "{prompt}"], "resume_argv": ["y", "cont", "{session}", "{prompt}"]}}}
     )
     assert build_argv(whole["y"], "hi", model=None, output_file=None, cwd=cwd, session="S") == ["y", "cont", "S", "hi"]
+    both = agents_from(
+        {"agents": {"w": {"argv": ["w"], "resume_argv": ["w", "{session}"], "resume_args": ["-r", "{session}"]}}}
+    )
+    assert build_argv(both["w"], "hi", model=None, output_file=None, cwd=cwd, session="S") == ["w", "S"]
     with pytest.raises(FleetqError, match="need a '\\{session\\}' element"):
         agents_from({"agents": {"z": {"argv": ["z"], "resume_args": ["--resume"]}}})

@@ -51,8 +51,9 @@ def build_argv(
 ) -> list[str]:
     values = placeholder_values(prompt, model, output_file, cwd, session)
     model_args = [fill(a, values) for a in spec.get("model_args") or []] if model else []
-    resume_args = [fill(a, values) for a in spec.get("resume_args") or []] if session else []
-    template = spec["resume_argv"] if session and spec.get("resume_argv") else spec["argv"]
+    whole = bool(session and spec.get("resume_argv"))  # a whole resumed argv takes no resume_args
+    template = spec["resume_argv"] if whole else spec["argv"]
+    resume_args = [fill(a, values) for a in spec.get("resume_args") or []] if session and not whole else []
     out: list[str] = []
     for element in template:
         if element == "{model_args}":
