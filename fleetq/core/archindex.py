@@ -13,13 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from fleetq import yamlio
 from fleetq.core import states
 from fleetq.layout import ARCHIVED
 
 SUFFIX = ".ids"
-NAME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.ids$")
-_LINE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-MAX_BYTES = 1 << 20  # one index file: the limit every checked file has (yamlio.MAX_BYTES)
+NAME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:\.[1-9][0-9]{0,5})?\.ids$")  # <day>.ids, <day>.<n>.ids
+MAX_BYTES = yamlio.MAX_BYTES  # one index file: the limit every checked file has (trust/checks.check_blob)
 _PARSED: dict[str, list[str]] = {}  # blob sha -> ids; blobs are immutable
 
 
@@ -30,7 +30,7 @@ def path(day: str, part: int = 0) -> str:
 
 def day_of(name: str) -> str | None:
     """The day an index file's name is for (its name under ``archived/``), None for a name that is not one."""
-    m = NAME_RE.match(name) or re.match(r"^(\d{4}-\d{2}-\d{2})\.[1-9][0-9]{0,5}\.ids$", name)
+    m = NAME_RE.match(name)
     return m.group(1) if m else None
 
 
@@ -77,7 +77,7 @@ def problems(file_path: str, raw: bytes) -> list[str]:
     except UnicodeDecodeError:
         return [f"{file_path}: not UTF-8 text"]
     for n, line in enumerate(text.splitlines(), 1):
-        if line and not line.startswith("#") and not (_LINE_RE.fullmatch(line) and ".." not in line):
+        if line and not line.startswith("#") and not states.valid_id(line):
             shown = line if len(line) <= 40 else f"{line[:37]}..."
             return [f"{file_path}:{n}: expected one task id per line, not {shown!r}"]
     return []

@@ -89,12 +89,13 @@ class AutoArchive:
         self.next_at = 0.0  # monotonic; 0: at start
         self.off = False  # the remote's hook refused a pass that archived: never again in this process
 
-    def due(self, snap: Snapshot, keep_days: Any, now: dt.datetime) -> str | None:
-        """The cutoff day when a done shard is older than ``keep_days`` (0, or not a number: never)."""
+    def due(self, snap: Snapshot, keep_days: int | None, now: dt.datetime) -> str | None:
+        """The cutoff day when a done shard is older than ``keep_days`` (0: never; the setting is typed by
+        config.SETTING_RULES, a wrong value reads as its default)."""
         if self.off or time.monotonic() < self.next_at:
             return None
         self.next_at = time.monotonic() + self.every
-        if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days <= 0:
+        if not keep_days:
             return None
         before = cutoff(keep_days, now)
         days = snap.done_days()
@@ -134,15 +135,21 @@ class Archived:
         return doc
 
 
-def find(repo: GitRepo, snap: Snapshot, given: str) -> Archived:
-    """The archived task ``given`` names (an id or a unique prefix: the index; an exact id archived before
-    there was an index: its history). NotFound when neither knows it."""
+def archived_id(snap: Snapshot, given: str) -> tuple[str, str]:
+    """(id, day) of the archived task ``given`` names: an id or a unique prefix in the index; an exact id
+    that is not in it (archived before there was an index) is itself, with no day: its history may know it."""
     try:
-        tid, day = snap.find_archived(given)
+        return snap.find_archived(given)
     except NotFound:
         if not states.valid_id(given):
             raise
-        tid, day = given, ""
+        return given, ""
+
+
+def find(repo: GitRepo, snap: Snapshot, given: str) -> Archived:
+    """The archived task ``given`` names (:func:`archived_id`). NotFound when neither the index nor
+    history knows it."""
+    tid, day = archived_id(snap, given)
     events = [e for e in history.task_events(repo, tid) if e.transition == f"{DONE}->archived"]
     commit = repo.rev(events[-1].sha) if events else None
     if not day and commit is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from fleetq.core import delegation, transitions
-from fleetq.core.archive import archive_plan
+from fleetq.core.archive import TRANSITION, archive_plan
 from fleetq.core.cas import Plan
 from fleetq.core.matching import Seat
 from fleetq.core.reaper import reap_plan
@@ -120,7 +120,7 @@ def subject(machine: str, trailers: list[tuple[str, str]]) -> str:
     for key, value in trailers:
         if key == "Fleetq-Task":
             tid = value
-        elif key == "Fleetq-Transition" and value.startswith("done->archived "):
+        elif key == "Fleetq-Transition" and value.startswith(TRANSITION + " "):
             groups.setdefault("archives", []).append(value.split()[1] + " done tasks")
         elif key == "Fleetq-Transition":
             groups.setdefault(VERBS.get(value, "updates"), []).append(tid)

@@ -4,7 +4,7 @@ A push to ``refs/heads/main`` is accepted only when it
 
 * keeps history (no deletion of main, no non-fast-forward: the queue's history
   is the history of record),
-* leaves every changed task and config file valid (``checks.check_file``), and every task it
+* leaves every changed task, config and archive index file valid (``checks.check_file``), and every task it
   creates or re-aims sensible in the new tree: no dependency on a task that exists nowhere, and
   a pending task some machine could run (``reach.Context``, the checks validate and queue run),
 * makes only legal transitions, commit by commit (``states.LEGAL``): a task file
@@ -30,7 +30,7 @@ from fleetq.core.snapshot import Ref
 from fleetq.core.task import Task
 from fleetq.git.inspect import ZERO_SHA, new_commits, parents_of
 from fleetq.git.repo import GitRepo
-from fleetq.layout import ARCHIVED, BRANCH, LIVE_REFS, MACHINE_REFS, MAIN_REF
+from fleetq.layout import ARCHIVED, BRANCH, MAIN_REF
 from fleetq.trust import checks, signatures, signing
 from fleetq.trust.checks import Change, Finding, check_blob, diff_trees, touched_ids, tree_snapshot
 from fleetq.trust.reach import Context, decisive
@@ -191,7 +191,7 @@ def check_range(repo: GitRepo, commits: list[str], tip: str, base: str | None = 
 
 def check_update(repo: GitRepo, old: str, new: str, ref: str) -> list[str]:
     """Problems with one ref update of a push (empty: accept)."""
-    if ref.startswith((f"{MACHINE_REFS}/", f"{LIVE_REFS}/")) or ref != MAIN:
+    if ref != MAIN:
         return []  # heartbeats and live output (force-pushed by design), and refs the queue does not read
     if new == ZERO_SHA:
         return [f"deleting {BRANCH} would erase the queue and its history; refused"]

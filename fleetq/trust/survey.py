@@ -88,7 +88,8 @@ def survey(
     dependencies met by archived tasks are findings too (fsck offers to drop them). Without
     ``done``, no done shard is read at all: only what the cache holds of them counts (`queue`:
     reading 100,000 finished tasks, even their names, is `validate`'s and `fsck`'s job, not every
-    listing's; an id both done and pending is still no claim: ``claim_plan`` skips it)."""
+    listing's; an id both done and pending is still no claim: ``claim_plan`` skips it). A dependency
+    that is nowhere else is then looked up by name in the done shards, not in history (``was_done``)."""
     tree = repo.tree_of(commit) if commit else None
     files, shards = _layout(repo, tree)
     files_in: dict[str, str | bytes] = dict(files)
@@ -136,7 +137,13 @@ def survey(
         v = files_in.get(path)
         return repo.read_blob(v) if isinstance(v, str) else v
 
-    ctx = Context(repo, commit, read=read, exists=where.__contains__, beats=beats)
+    def exists(tid: str) -> bool:  # without ``done``: a dependency's name in a done shard, before history
+        found = tid in where
+        if not found and not done:
+            found = any((e := repo.lookup(sha, f"{tid}.yaml")) is not None and not e.is_tree for sha in shards.values())
+        return found
+
+    ctx = Context(repo, commit, read=read, exists=exists, beats=beats)
     for t in tasks:
         found += ctx.findings(t, archived=archived)
     checked = len(files_in) + (sum(len(repo.entries(sha)) for sha in cached.values()) if done else 0)

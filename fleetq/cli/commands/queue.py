@@ -207,7 +207,7 @@ def show(app: AppContext, task_id: str, as_json: bool) -> None:
         doc.update(chains.links(snap, t))  # reply_to, chain_root, replies (review/chains.py)
         output.emit_json(doc)
     else:
-        pairs = _details(t) + chains.link_pairs(snap, t)
+        pairs = _details(t) + chains.link_pairs(chains.links(snap, t))
         pairs += [("never runs", never)] if never else []
         pairs += [("waiting", f"{w.machine}: {w.reason}") for w in found or []]
         output.emit_kv(pairs)
@@ -238,10 +238,7 @@ def log(app: AppContext, task_id: str, as_json: bool) -> None:
     try:
         tid = snap.resolve(task_id).id
     except NotFound:  # archived out of the tree: the archive index knows its id, history its life
-        try:
-            tid = snap.find_archived(task_id)[0]
-        except NotFound:
-            tid = task_id  # archived before there was an index: an exact id still has its history
+        tid = archiving.archived_id(snap, task_id)[0]
     events = history.task_events(fleet.repo, tid)
     if not events:
         raise NotFound(f"no history for task '{task_id}'")
@@ -253,7 +250,7 @@ def log(app: AppContext, task_id: str, as_json: bool) -> None:
         [[e.when, e.machine, e.author, e.transition, e.sha] for e in events],
         ["When", "Machine", "Author", "Transition", "Commit"],
     )
-    output.emit_kv(chains.link_pairs(snap, snap.get(tid)) if linked else [])
+    output.emit_kv(chains.link_pairs(linked))
 
 
 def _attention(app: AppContext, state: str, as_json: bool, hint: str) -> None:
